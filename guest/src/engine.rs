@@ -1,0 +1,213 @@
+//! The JavaScript engine of one actor.
+//!
+//! [`load`] creates a QuickJS runtime with the limits the host asked for,
+//! evaluates `prelude.js` (which returns the entry object that holds every
+//! function the host reaches) and then the user's bundle, wrapped as a
+//! CommonJS module function. [`construct`] and [`dispatch`] call into the
+//! entry object and then run the job queue until it is empty, so that a
+//! dispatch's promise settles within the same call whenever it can settle at
+//! all. Fuel keeps counting while jobs run, so an endless promise chain is
+//! stopped like any other loop.
+
+use std::cell::RefCell;
+
+use javy::{
+    Config, Runtime,
+    quickjs::{Ctx, Function, Object, Persistent, Value, context::EvalOptions},
+};
+use serde::Deserialize;
+
+use crate::imports;
+
+/// The JavaScript half of the guest.
+const PRELUDE: &str = include_str!("prelude.js");
+
+/// The file name QuickJS reports for prelude frames in stack traces.
+const PRELUDE_FILENAME: &str = "<go-go-objects prelude>";
+
+/// What the host sends to [`load`].
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LoadInput {
+    /// The bundle's file name, for error messages and stack traces.
+    filename: String,
+    /// The bundle's CommonJS source.
+    source: String,
+    /// QuickJS's own heap limit in bytes; a failed allocation under it is a
+    /// catchable `InternalError: out of memory`.
+    memory_limit: usize,
+    /// QuickJS's own stack limit in bytes.
+    max_stack_size: usize,
+}
+
+/// A loaded engine: the runtime and the prelude's entry object.
+struct Engine {
+    runtime: Runtime,
+    entry: Persistent<Object<'static>>,
+}
+
+thread_local! {
+    static ENGINE: RefCell<Option<Engine>> = const { RefCell::new(None) };
+}
+
+/// Creates the engine and evaluates the bundle; returns the prelude's JSON
+/// description of the bundle's exports (or of why it failed).
+pub fn load(input: &[u8]) -> Result<String, String> {
+    let input: LoadInput =
+        serde_json::from_slice(input).map_err(|e| format!("invalid load input: {e}"))?;
+
+    let mut config = Config::default();
+    config
+        .memory_limit(input.memory_limit)
+        .max_stack_size(input.max_stack_size)
+        .text_encoding(true);
+    let runtime = Runtime::new(config).map_err(|e| format!("failed to create QuickJS: {e}"))?;
+
+    let (entry, description) = runtime.context().with(|ctx| -> Result<_, String> {
+        let entry = install_prelude(&ctx)?;
+        let description = evaluate_bundle(&ctx, &entry, &input)?;
+        Ok((Persistent::save(&ctx, entry), description))
+    })?;
+
+    ENGINE.with(|e| *e.borrow_mut() = Some(Engine { runtime, entry }));
+    Ok(description)
+}
+
+/// Runs the prelude and returns its entry object.
+fn install_prelude<'js>(ctx: &Ctx<'js>) -> Result<Object<'js>, String> {
+    let host_call = Function::new(ctx.clone(), |request: String| -> Option<String> {
+        imports::call(&request)
+    })
+    .map_err(|e| format!("failed to create host_call: {e}"))?;
+    let host_log = Function::new(ctx.clone(), |level: i32, message: String| {
+        imports::write_log(level, &message)
+    })
+    .map_err(|e| format!("failed to create host_log: {e}"))?;
+
+    let factory: Function = ctx
+        .eval_with_options(PRELUDE, eval_options(PRELUDE_FILENAME, true))
+        .map_err(|e| format!("failed to evaluate the prelude: {}", exception_text(ctx, e)))?;
+    factory
+        .call((host_call, host_log))
+        .map_err(|e| format!("failed to install the prelude: {}", exception_text(ctx, e)))
+}
+
+/// Compiles the bundle as a CommonJS module function and hands it to the
+/// prelude, which runs it and describes `exports.objects`.
+fn evaluate_bundle<'js>(
+    ctx: &Ctx<'js>,
+    entry: &Object<'js>,
+    input: &LoadInput,
+) -> Result<String, String> {
+    // The wrapper opens on the bundle's first line so line numbers in syntax
+    // errors and stack traces match the file.
+    let wrapped = format!(
+        "(function (exports, module, require) {{{}\n}})",
+        input.source
+    );
+    let module_fn =
+        match ctx.eval_with_options::<Value, _>(wrapped, eval_options(&input.filename, false)) {
+            Ok(f) => f,
+            Err(e) => return call_entry(ctx, entry, "describeFailure", (caught(ctx, e),)),
+        };
+    call_entry(ctx, entry, "load", (module_fn,))
+}
+
+/// Constructs the object; returns a JSON outcome.
+pub fn construct(input: &[u8]) -> Result<String, String> {
+    run_entry("construct", input)
+}
+
+/// Delivers one dispatch and settles it; returns a JSON outcome.
+pub fn dispatch(input: &[u8]) -> Result<String, String> {
+    run_entry("dispatch", input)
+}
+
+/// Calls `entry[name](input)`, drains the job queue, then collects the
+/// outcome with `entry.takeOutcome()`.
+fn run_entry(name: &str, input: &[u8]) -> Result<String, String> {
+    let input = String::from_utf8(input.to_vec()).map_err(|_| "input is not UTF-8".to_string())?;
+    ENGINE.with(|cell| {
+        let guard = cell.borrow();
+        let engine = guard.as_ref().ok_or("the engine is not loaded")?;
+
+        engine.runtime.context().with(|ctx| -> Result<(), String> {
+            let entry = restore_entry(&ctx, engine)?;
+            call_entry::<_, ()>(&ctx, &entry, name, (input,))
+        })?;
+
+        drain_jobs(&engine.runtime);
+
+        engine.runtime.context().with(|ctx| {
+            let entry = restore_entry(&ctx, engine)?;
+            call_entry(&ctx, &entry, "takeOutcome", ())
+        })
+    })
+}
+
+/// Runs queued promise jobs until none is left.
+///
+/// A job that throws only rejects its own promise; the loop goes on, since
+/// other jobs may still settle the dispatch.
+fn drain_jobs(runtime: &Runtime) {
+    while runtime.has_pending_jobs() {
+        let _ = runtime.resolve_pending_jobs();
+    }
+}
+
+fn restore_entry<'js>(ctx: &Ctx<'js>, engine: &Engine) -> Result<Object<'js>, String> {
+    engine
+        .entry
+        .clone()
+        .restore(ctx)
+        .map_err(|e| format!("failed to restore the entry object: {e}"))
+}
+
+/// Calls a prelude function; an exception from the prelude itself is a guest
+/// failure, since the prelude catches everything the bundle throws.
+fn call_entry<'js, A, R>(
+    ctx: &Ctx<'js>,
+    entry: &Object<'js>,
+    name: &str,
+    args: A,
+) -> Result<R, String>
+where
+    A: javy::quickjs::function::IntoArgs<'js>,
+    R: javy::quickjs::FromJs<'js>,
+{
+    let f: Function = entry
+        .get(name)
+        .map_err(|e| format!("the prelude has no `{name}`: {e}"))?;
+    f.call(args)
+        .map_err(|e| format!("prelude `{name}` failed: {}", exception_text(ctx, e)))
+}
+
+/// Takes the pending exception (if the error is one) as a JS value.
+fn caught<'js>(ctx: &Ctx<'js>, e: javy::quickjs::Error) -> Value<'js> {
+    if e.is_exception() {
+        ctx.catch()
+    } else {
+        javy::quickjs::String::from_str(ctx.clone(), &e.to_string())
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::new_undefined(ctx.clone()))
+    }
+}
+
+fn exception_text(ctx: &Ctx<'_>, e: javy::quickjs::Error) -> String {
+    let value = caught(ctx, e);
+    if let Some(exception) = value.as_exception() {
+        return exception.to_string();
+    }
+    value
+        .as_string()
+        .and_then(|s| s.to_string().ok())
+        .unwrap_or_else(|| format!("{value:?}"))
+}
+
+fn eval_options(filename: &str, strict: bool) -> EvalOptions {
+    let mut options = EvalOptions::default();
+    options.global = true;
+    options.strict = strict;
+    options.filename = Some(filename.to_string());
+    options
+}

@@ -1,0 +1,570 @@
+// The JavaScript half of the go-go-objects guest.
+//
+// Evaluated once per actor, before the user's bundle. Its value is a factory
+// that receives the two native host functions and returns the entry object
+// that the Rust side of the guest calls: load, describeFailure, construct,
+// dispatch and takeOutcome. Nothing here is reachable from the bundle except
+// the objects handed to it (state, env, console), so a bundle cannot call the
+// host functions with requests of its own making; the host validates every
+// request anyway.
+//
+// Every answer to the host is a JSON "outcome": {"ok":true,...} or
+// {"ok":false,"error":{"code","message"}}.
+(function (hostCall, hostLog) {
+  'use strict';
+
+  // Built-ins captured before user code runs, so that a bundle that replaces
+  // JSON or Object methods cannot change how the runtime encodes its answers.
+  const JSONparse = JSON.parse;
+  const JSONstringify = JSON.stringify;
+  const ObjectKeys = Object.keys;
+  const ObjectProto = Object.prototype;
+  const getPrototypeOf = Object.getPrototypeOf;
+  const getOwnPropertyDescriptor = Object.getOwnPropertyDescriptor;
+  const defineProperty = Object.defineProperty;
+  const freeze = Object.freeze;
+  const hasOwnProperty = Object.prototype.hasOwnProperty;
+  const ReflectApply = Reflect.apply;
+  const ReflectConstruct = Reflect.construct;
+  const PromiseCtor = Promise;
+  const PromiseResolve = Promise.resolve;
+  const PromiseThen = Promise.prototype.then;
+  const ErrorCtor = Error;
+  const StringCtor = String;
+  const SymbolIterator = Symbol.iterator;
+  const SymbolToString = Symbol.prototype.toString;
+  const ArrayIsArray = Array.isArray;
+  const WeakSetCtor = WeakSet;
+  const WeakSetAdd = WeakSet.prototype.add;
+  const WeakSetHas = WeakSet.prototype.has;
+
+  const LOG_DEBUG = 0;
+  const LOG_INFO = 1;
+  const LOG_WARN = 2;
+  const LOG_ERROR = 3;
+
+  // Method names that are never reachable over RPC, besides names starting
+  // with "_" and anything inherited from Object.prototype.
+  const RESERVED_METHODS = ['constructor', 'fetch', 'alarm', 'webSocketMessage',
+    'webSocketClose', 'webSocketError'];
+
+  function hasOwn(object, key) {
+    return ReflectApply(hasOwnProperty, object, [key]);
+  }
+
+  function setOwn(object, key, value) {
+    defineProperty(object, key, { value, writable: true, enumerable: true, configurable: true });
+  }
+
+  // ---- errors -------------------------------------------------------------
+
+  // Errors raised by the runtime carry a gateway code (bad_request, ...). They
+  // are remembered here so that a user object with a `code` property is
+  // never mistaken for one.
+  const codedErrors = new WeakSetCtor();
+
+  function coded(code, message) {
+    const error = new ErrorCtor(message);
+    defineProperty(error, 'code', { value: code, writable: true, configurable: true });
+    ReflectApply(WeakSetAdd, codedErrors, [error]);
+    return error;
+  }
+
+  function isCoded(value) {
+    return value !== null && typeof value === 'object' && ReflectApply(WeakSetHas, codedErrors, [value]);
+  }
+
+  // Finds a runtime error inside what a handler threw or rejected with: the
+  // value itself, or its `cause`, `error` or `value` property.
+  function codeOf(thrown) {
+    if (isCoded(thrown)) return thrown.code;
+    if (thrown !== null && typeof thrown === 'object') {
+      for (const key of ['cause', 'error', 'value']) {
+        try {
+          const inner = thrown[key];
+          if (isCoded(inner)) return inner.code;
+        } catch (_) { /* a throwing getter hides nothing of ours */ }
+      }
+    }
+    return null;
+  }
+
+  // A one-line description of any thrown value, never throwing itself.
+  function errorText(thrown) {
+    try {
+      if (typeof thrown === 'string') return thrown;
+      if (thrown === undefined) return 'undefined was thrown';
+      if (thrown === null) return 'null was thrown';
+      if (typeof thrown === 'symbol') return ReflectApply(SymbolToString, thrown, []) + ' was thrown';
+      if (typeof thrown === 'object' || typeof thrown === 'function') {
+        const message = thrown.message;
+        if (typeof message === 'string') {
+          const name = typeof thrown.name === 'string' ? thrown.name : 'Error';
+          return name + ': ' + message;
+        }
+        try {
+          const json = JSONstringify(thrown);
+          if (json !== undefined) return json;
+        } catch (_) { /* cyclic or BigInt: fall through */ }
+        return '[object ' + typeof thrown + ']';
+      }
+      return StringCtor(thrown);
+    } catch (_) {
+      return 'an exception that could not be described';
+    }
+  }
+
+  function stackOf(thrown) {
+    try {
+      if (thrown !== null && typeof thrown === 'object' && typeof thrown.stack === 'string') {
+        return thrown.stack;
+      }
+    } catch (_) { /* no stack */ }
+    return undefined;
+  }
+
+  function isOutOfMemory(thrown) {
+    try {
+      return thrown !== null && typeof thrown === 'object' && thrown.name === 'InternalError' &&
+        thrown.message === 'out of memory';
+    } catch (_) {
+      return false;
+    }
+  }
+
+  function errorOutcome(code, message, stack) {
+    return JSONstringify({ ok: false, error: { code, message, stack } });
+  }
+
+  function failure(thrown) {
+    if (isOutOfMemory(thrown)) {
+      return errorOutcome('out_of_memory', 'the object ran out of memory');
+    }
+    const code = codeOf(thrown) || 'execution_error';
+    return errorOutcome(code, errorText(thrown), stackOf(thrown));
+  }
+
+  function isThenable(value) {
+    if (value === null || (typeof value !== 'object' && typeof value !== 'function')) return false;
+    return typeof value.then === 'function';
+  }
+
+  // ---- host requests ------------------------------------------------------
+
+  function host(request) {
+    const answer = hostCall(JSONstringify(request));
+    if (typeof answer !== 'string') {
+      throw coded('execution_error', 'the host rejected a request');
+    }
+    const parsed = JSONparse(answer);
+    if (parsed.ok) return parsed.value;
+    throw coded(parsed.error.code, parsed.error.message);
+  }
+
+  // ---- console ------------------------------------------------------------
+
+  function formatArg(value) {
+    if (typeof value === 'string') return value;
+    if (value !== null && typeof value === 'object') {
+      try {
+        if (value instanceof ErrorCtor) return errorText(value);
+        const json = JSONstringify(value);
+        if (json !== undefined) return json;
+      } catch (_) { /* fall back below */ }
+    }
+    return errorText(value);
+  }
+
+  function logger(level) {
+    return function (...args) {
+      let line = '';
+      for (let i = 0; i < args.length; i++) {
+        line += (i === 0 ? '' : ' ') + formatArg(args[i]);
+      }
+      hostLog(level, line);
+    };
+  }
+
+  const console = freeze({
+    debug: logger(LOG_DEBUG),
+    log: logger(LOG_INFO),
+    info: logger(LOG_INFO),
+    warn: logger(LOG_WARN),
+    error: logger(LOG_ERROR),
+  });
+  defineProperty(globalThis, 'console', { value: console, writable: true, configurable: true });
+
+  // ---- storage ------------------------------------------------------------
+
+  function storageKey(key) {
+    if (typeof key !== 'string') {
+      throw coded('bad_request', 'storage key must be a string, got ' + typeof key);
+    }
+    return key;
+  }
+
+  function encodeValue(value) {
+    let text;
+    try {
+      text = JSONstringify(value === undefined ? null : value);
+    } catch (e) {
+      throw coded('bad_request', 'storage value cannot be encoded as JSON: ' + errorText(e));
+    }
+    if (text === undefined) {
+      throw coded('bad_request', 'storage value cannot be encoded as JSON: ' + typeof value);
+    }
+    return text;
+  }
+
+  function decodeValue(text) {
+    return text === null || text === undefined ? undefined : JSONparse(text);
+  }
+
+  function listOptions(options) {
+    if (options === undefined || options === null) return {};
+    if (typeof options === 'string') return { prefix: options };
+    if (typeof options !== 'object') {
+      throw coded('bad_request', 'list options must be an object or a prefix string');
+    }
+    const request = {};
+    const prefix = options.prefix;
+    if (prefix !== undefined && prefix !== null) {
+      if (typeof prefix !== 'string') throw coded('bad_request', 'list prefix must be a string');
+      request.prefix = prefix;
+    }
+    const limit = options.limit;
+    if (limit !== undefined && limit !== null) {
+      if (typeof limit !== 'number' || !(limit >= 1) || limit % 1 !== 0) {
+        throw coded('bad_request', 'list limit must be a positive integer');
+      }
+      request.limit = limit;
+    }
+    return request;
+  }
+
+  // A plain object of key -> value whose iteration (for...of) yields
+  // [key, value] pairs in key order, whatever the keys look like.
+  function listResult(entries) {
+    const out = {};
+    const pairs = [];
+    for (let i = 0; i < entries.length; i++) {
+      const key = entries[i][0];
+      const value = decodeValue(entries[i][1]);
+      setOwn(out, key, value);
+      pairs[pairs.length] = [key, value];
+    }
+    defineProperty(out, SymbolIterator, {
+      value: function* () {
+        for (let i = 0; i < pairs.length; i++) yield pairs[i];
+      },
+      configurable: true,
+    });
+    return out;
+  }
+
+  function makeStorage() {
+    const storage = {
+      get(key) {
+        return decodeValue(host({ op: 'get', key: storageKey(key) }));
+      },
+      put(key, value) {
+        host({ op: 'put', key: storageKey(key), value: encodeValue(value) });
+      },
+      delete(key) {
+        return host({ op: 'delete', key: storageKey(key) });
+      },
+      list(options) {
+        const request = listOptions(options);
+        request.op = 'list';
+        return listResult(host(request));
+      },
+      deleteAll() {
+        return host({ op: 'deleteAll' });
+      },
+      transaction(callback) {
+        if (typeof callback !== 'function') {
+          throw coded('bad_request', 'transaction callback must be a function');
+        }
+        host({ op: 'transactionBegin' });
+        let result;
+        try {
+          result = callback(storage);
+        } catch (e) {
+          host({ op: 'transactionRollback' });
+          throw e;
+        }
+        let async = false;
+        try {
+          async = isThenable(result);
+        } catch (e) {
+          host({ op: 'transactionRollback' });
+          throw e;
+        }
+        if (async) {
+          host({ op: 'transactionRollback' });
+          // The callback's promise may still reject; nobody awaits it.
+          try { ReflectApply(PromiseThen, PromiseResolve.call(PromiseCtor, result), [undefined, () => {}]); } catch (_) { /* not a real promise */ }
+          throw coded('bad_request',
+            'transaction callback must be synchronous: it returned a promise, and its writes were rolled back');
+        }
+        host({ op: 'transactionCommit' });
+        return result;
+      },
+    };
+    return freeze(storage);
+  }
+
+  // ---- env and stubs ------------------------------------------------------
+
+  function makeStub(id) {
+    return freeze({
+      id: freeze(id),
+      rpc(method, args) {
+        if (typeof method !== 'string') throw coded('bad_request', 'stub method must be a string');
+        if (args === undefined) args = [];
+        if (!ArrayIsArray(args)) throw coded('bad_request', 'stub rpc arguments must be an array');
+        let encoded;
+        try {
+          encoded = JSONstringify(args);
+        } catch (e) {
+          throw coded('bad_request', 'stub rpc arguments cannot be encoded as JSON: ' + errorText(e));
+        }
+        const result = host({
+          op: 'rpc', namespace: id.namespace, name: id.name, method, args: encoded,
+        });
+        return JSONparse(result);
+      },
+    });
+  }
+
+  function makeEnv(namespaces) {
+    const env = {};
+    for (let i = 0; i < namespaces.length; i++) {
+      const namespace = namespaces[i];
+      setOwn(env, namespace, freeze({
+        getByName(name) {
+          if (typeof name !== 'string') throw coded('bad_request', 'object name must be a string');
+          return makeStub(host({ op: 'objectId', namespace, name }));
+        },
+      }));
+    }
+    return freeze(env);
+  }
+
+  // ---- classes and methods ------------------------------------------------
+
+  function isConstructor(value) {
+    if (typeof value !== 'function') return false;
+    try {
+      ReflectConstruct(StringCtor, [], value);
+      return true;
+    } catch (_) {
+      return false;
+    }
+  }
+
+  // The function `name` names on the object's class chain, below
+  // Object.prototype; null for anything that is not an RPC method.
+  function rpcMethod(instance, name) {
+    if (typeof name !== 'string' || name === '' || name[0] === '_') return null;
+    for (let i = 0; i < RESERVED_METHODS.length; i++) {
+      if (RESERVED_METHODS[i] === name) return null;
+    }
+    let proto = getPrototypeOf(instance);
+    while (proto !== null && proto !== ObjectProto) {
+      const descriptor = getOwnPropertyDescriptor(proto, name);
+      if (descriptor) return typeof descriptor.value === 'function' ? descriptor.value : null;
+      proto = getPrototypeOf(proto);
+    }
+    return null;
+  }
+
+  // ---- results ------------------------------------------------------------
+
+  function rpcOutcome(value) {
+    const json = JSONstringify(value === undefined ? null : value);
+    return '{"ok":true,"result":' + (json === undefined ? 'null' : json) + '}';
+  }
+
+  function fetchOutcome(response) {
+    if (response === undefined || response === null) {
+      return JSONstringify({ ok: true, response: { status: 204, headers: [], body: null } });
+    }
+    if (typeof response !== 'object') {
+      throw coded('execution_error',
+        'fetch must return an object with status, headers and body, not a ' + typeof response);
+    }
+    let status = response.status;
+    if (status === undefined || status === null) status = 200;
+    if (typeof status !== 'number' || status % 1 !== 0 || status < 200 || status > 599) {
+      throw coded('execution_error', 'fetch returned an invalid status: ' + errorText(status));
+    }
+    const headers = [];
+    let contentType = false;
+    const given = response.headers;
+    if (given !== undefined && given !== null) {
+      if (typeof given !== 'object') throw coded('execution_error', 'fetch response headers must be an object');
+      const names = ObjectKeys(given);
+      for (let i = 0; i < names.length; i++) {
+        const value = given[names[i]];
+        if (value === undefined || value === null) continue;
+        if (names[i].toLowerCase() === 'content-type') contentType = true;
+        headers[headers.length] = [names[i], StringCtor(value)];
+      }
+    }
+    let body = response.body;
+    if (body === undefined || body === null) {
+      body = null;
+    } else if (typeof body === 'string') {
+      if (!contentType) headers[headers.length] = ['content-type', 'text/plain; charset=utf-8'];
+    } else {
+      const json = JSONstringify(body);
+      body = json === undefined ? 'null' : json;
+      if (!contentType) headers[headers.length] = ['content-type', 'application/json'];
+    }
+    return JSONstringify({ ok: true, response: { status, headers, body } });
+  }
+
+  // ---- the actor ----------------------------------------------------------
+
+  let objects = null;
+  let instance = null;
+  let className = '';
+  let outcome = null;
+
+  // Records how a dispatch ended once its value (or promise) is known.
+  function settle(value, convert) {
+    const finish = (settled) => {
+      try {
+        outcome = convert(settled);
+      } catch (e) {
+        outcome = failure(e);
+      }
+    };
+    let thenable;
+    try {
+      thenable = isThenable(value);
+    } catch (e) {
+      outcome = failure(e);
+      return;
+    }
+    if (!thenable) {
+      finish(value);
+      return;
+    }
+    try {
+      const promise = ReflectApply(PromiseResolve, PromiseCtor, [value]);
+      ReflectApply(PromiseThen, promise, [finish, (e) => { outcome = failure(e); }]);
+    } catch (e) {
+      outcome = failure(e);
+    }
+  }
+
+  function startRpc(input) {
+    const method = rpcMethod(instance, input.method);
+    if (method === null) {
+      throw coded('method_not_found', 'method `' + input.method + '` is not an RPC method of ' + className);
+    }
+    return ReflectApply(method, instance, input.args);
+  }
+
+  function startFetch(input) {
+    const handler = instance.fetch;
+    if (typeof handler !== 'function') throw coded('fetch_not_implemented', 'fetch not implemented');
+    return ReflectApply(handler, instance, [input.request]);
+  }
+
+  // Describes an exception thrown while the bundle was compiled or run, with
+  // the first stack frame (file and line) when there is one.
+  function describeFailure(thrown) {
+    let message = errorText(thrown);
+    const stack = stackOf(thrown);
+    if (stack !== undefined) {
+      const lines = stack.split('\n');
+      for (let i = 0; i < lines.length; i++) {
+        const line = lines[i].trim();
+        if (line.startsWith('at ')) {
+          message += ' (' + line + ')';
+          break;
+        }
+      }
+    }
+    return errorOutcome('bundle_error', message);
+  }
+
+  return freeze({
+    // Runs the bundle's module function and describes exports.objects.
+    load(moduleFn) {
+      const module = { exports: {} };
+      const require = (name) => {
+        throw new ErrorCtor('require is not available to go-go-objects bundles (asked for `' +
+          StringCtor(name) + '`); bundle dependencies into one file');
+      };
+      try {
+        ReflectApply(moduleFn, undefined, [module.exports, module, require]);
+        const exported = module.exports;
+        objects = exported === null || exported === undefined ? undefined : exported.objects;
+      } catch (e) {
+        return describeFailure(e);
+      }
+      if (objects === null || (typeof objects !== 'object' && typeof objects !== 'function')) {
+        return errorOutcome('bundle_error', 'the bundle does not set exports.objects to an object of classes');
+      }
+      const exports = [];
+      const names = ObjectKeys(objects);
+      for (let i = 0; i < names.length; i++) {
+        exports[exports.length] = { name: names[i], isClass: isConstructor(objects[names[i]]) };
+      }
+      return JSONstringify({ ok: true, exports });
+    },
+
+    describeFailure,
+
+    // Runs `new Class(state, env)` for this actor's object.
+    construct(inputJson) {
+      const input = JSONparse(inputJson);
+      outcome = null;
+      className = input.className;
+      const Class = objects !== null && hasOwn(objects, className) ? objects[className] : undefined;
+      if (!isConstructor(Class)) {
+        outcome = errorOutcome('execution_error', 'class `' + className + '` not found in exports.objects');
+        return;
+      }
+      const state = { id: freeze(input.id), storage: makeStorage() };
+      try {
+        instance = ReflectConstruct(Class, [state, makeEnv(input.namespaces)]);
+        outcome = rpcOutcome(null);
+      } catch (e) {
+        outcome = failure(e);
+      }
+    },
+
+    // Starts one dispatch; its outcome is collected by takeOutcome once the
+    // job queue is empty.
+    dispatch(inputJson) {
+      outcome = null;
+      const input = JSONparse(inputJson);
+      try {
+        if (input.kind === 'rpc') {
+          settle(startRpc(input), rpcOutcome);
+        } else if (input.kind === 'fetch') {
+          settle(startFetch(input), fetchOutcome);
+        } else {
+          outcome = errorOutcome('bad_request', 'unknown dispatch kind `' + input.kind + '`');
+        }
+      } catch (e) {
+        outcome = failure(e);
+      }
+    },
+
+    // The outcome of the last construct or dispatch. Called when the job
+    // queue is empty: a dispatch without an outcome then can never settle.
+    takeOutcome() {
+      const taken = outcome;
+      outcome = null;
+      if (taken !== null) return taken;
+      return errorOutcome('never_settles',
+        'the handler returned a promise that can never settle: no job, timer or host call is left that could resolve it');
+    },
+  });
+})

@@ -1,0 +1,276 @@
+//! Bundles: the user's CommonJS source, and the namespace → class map that
+//! says which exported class serves which namespace.
+//!
+//! A bundle is a script that sets `exports.objects` (or
+//! `module.exports.objects`) to an object of classes. Its namespaces come
+//! from a [`Manifest`] when one is given, and are otherwise derived from the
+//! export names with [`export_name_to_namespace`]. What the bundle exports is
+//! only known once the guest has evaluated it, so [`resolve_classes`] takes
+//! the guest's description of the exports and checks everything at once.
+
+mod manifest;
+mod namespace;
+
+use std::{collections::BTreeMap, path::Path};
+
+use serde::Deserialize;
+
+pub use manifest::{Manifest, ManifestError};
+pub use namespace::export_name_to_namespace;
+
+/// The source of the built-in demo bundle.
+const BUILTIN_COUNTER: &str = include_str!("counter.js");
+
+/// A CommonJS bundle: its source and the name it is reported under.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    filename: String,
+    source: String,
+}
+
+/// One own enumerable property of `exports.objects`, as the guest saw it.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportInfo {
+    /// The export's name.
+    pub name: String,
+    /// Whether the value can be called with `new`.
+    pub is_class: bool,
+}
+
+/// Why a bundle or manifest could not be used; the message names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// The file could not be read.
+    #[error("failed to read bundle `{path}`: {source}")]
+    Read {
+        /// The path given.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The bundle threw or did not parse while it was evaluated.
+    #[error("failed to load bundle `{file}`: {message}")]
+    Load {
+        /// The bundle's file name.
+        file: String,
+        /// The engine's description, with the line where there is one.
+        message: String,
+    },
+    /// The exports do not make a usable set of namespaces.
+    #[error("bundle `{file}` cannot be served: {}", .problems.join("; "))]
+    Invalid {
+        /// The bundle's file name.
+        file: String,
+        /// Every problem found.
+        problems: Vec<String>,
+    },
+    /// The manifest could not be read or is invalid.
+    #[error("failed to load manifest `{path}`: {message}")]
+    Manifest {
+        /// The manifest's path.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl Bundle {
+    /// The built-in demo: a `Counter` class served as `COUNTER`.
+    pub fn builtin_counter() -> Self {
+        Self::from_source("<built-in counter>", BUILTIN_COUNTER)
+    }
+
+    /// A bundle from source text; `filename` appears in error messages.
+    pub fn from_source(filename: impl Into<String>, source: impl Into<String>) -> Self {
+        Self {
+            filename: filename.into(),
+            source: source.into(),
+        }
+    }
+
+    /// Reads a bundle file.
+    ///
+    /// # Errors
+    ///
+    /// [`BundleError::Read`] when the file cannot be read as UTF-8 text.
+    pub fn from_file(path: &Path) -> Result<Self, BundleError> {
+        let source = std::fs::read_to_string(path).map_err(|source| BundleError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(Self::from_source(path.display().to_string(), source))
+    }
+
+    /// The name the bundle is reported under.
+    pub fn filename(&self) -> &str {
+        &self.filename
+    }
+
+    /// The bundle's source text.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+}
+
+/// Reads and validates a manifest file.
+///
+/// # Errors
+///
+/// [`BundleError::Manifest`] naming the file and every problem.
+pub fn read_manifest(path: &Path) -> Result<Manifest, BundleError> {
+    let fail = |message: String| BundleError::Manifest {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    Manifest::parse(&text).map_err(|e| fail(e.to_string()))
+}
+
+/// Namespace → exported class name, checked against the bundle's exports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClassMap {
+    classes: BTreeMap<String, String>,
+}
+
+impl ClassMap {
+    /// The class that serves `namespace`, if the namespace exists.
+    pub fn class_for(&self, namespace: &str) -> Option<&str> {
+        self.classes.get(namespace).map(String::as_str)
+    }
+
+    /// Every namespace, in order.
+    pub fn namespaces(&self) -> impl Iterator<Item = &str> {
+        self.classes.keys().map(String::as_str)
+    }
+
+    /// Namespace and class pairs, in namespace order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.classes.iter().map(|(n, c)| (n.as_str(), c.as_str()))
+    }
+}
+
+/// Builds the class map from the bundle's exports and an optional manifest,
+/// reporting every problem at once.
+///
+/// # Errors
+///
+/// [`BundleError::Invalid`] when an export that must be a class is not one,
+/// two exports derive to the same namespace, an export derives to nothing,
+/// no class is exported, or the manifest names a class the bundle lacks.
+pub fn resolve_classes(
+    filename: &str,
+    exports: &[ExportInfo],
+    manifest: Option<&Manifest>,
+) -> Result<ClassMap, BundleError> {
+    let mut problems = Vec::new();
+    let mut classes = BTreeMap::new();
+
+    match manifest {
+        Some(manifest) => {
+            for (namespace, class) in &manifest.objects {
+                match exports.iter().find(|e| &e.name == class) {
+                    None => problems.push(format!(
+                        "the manifest maps {namespace} to `{class}`, which exports.objects lacks"
+                    )),
+                    Some(e) if !e.is_class => problems.push(format!(
+                        "the manifest maps {namespace} to `{class}`, which is not a class"
+                    )),
+                    Some(_) => {
+                        classes.insert(namespace.clone(), class.clone());
+                    }
+                }
+            }
+        }
+        None => {
+            for export in exports {
+                let namespace = export_name_to_namespace(&export.name);
+                if !export.is_class {
+                    problems.push(format!("exports.objects.{} is not a class", export.name));
+                } else if namespace.is_empty() {
+                    problems.push(format!(
+                        "export `{}` derives no namespace; add a manifest entry",
+                        export.name
+                    ));
+                } else if let Some(other) = classes.insert(namespace.clone(), export.name.clone()) {
+                    problems.push(format!(
+                        "exports `{other}` and `{}` both derive the namespace {namespace}",
+                        export.name
+                    ));
+                }
+            }
+            if exports.is_empty() {
+                problems.push("exports.objects has no classes".to_string());
+            }
+        }
+    }
+
+    if problems.is_empty() {
+        Ok(ClassMap { classes })
+    } else {
+        Err(BundleError::Invalid {
+            file: filename.to_string(),
+            problems,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(name: &str) -> ExportInfo {
+        ExportInfo {
+            name: name.to_string(),
+            is_class: true,
+        }
+    }
+
+    #[test]
+    fn derives_namespaces_from_exports() {
+        let map = resolve_classes("b.js", &[class("Counter"), class("ChatRoom")], None).unwrap();
+        assert_eq!(map.class_for("CHAT_ROOM"), Some("ChatRoom"));
+        assert_eq!(
+            map.namespaces().collect::<Vec<_>>(),
+            ["CHAT_ROOM", "COUNTER"]
+        );
+    }
+
+    #[test]
+    fn an_explicit_manifest_replaces_derivation() {
+        let manifest = Manifest::parse("objects:\n  ROOMS: ChatRoom\n  R2: ChatRoom\n").unwrap();
+        let map = resolve_classes(
+            "b.js",
+            &[class("Counter"), class("ChatRoom")],
+            Some(&manifest),
+        )
+        .unwrap();
+        assert_eq!(map.class_for("COUNTER"), None);
+        assert_eq!(map.class_for("ROOMS"), Some("ChatRoom"));
+        assert_eq!(map.class_for("R2"), Some("ChatRoom"));
+    }
+
+    #[test]
+    fn reports_every_problem() {
+        let exports = [
+            class("ChatRoom"),
+            class("chat_room"),
+            ExportInfo {
+                name: "helper".into(),
+                is_class: false,
+            },
+            class("$"),
+        ];
+        let err = resolve_classes("b.js", &exports, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`b.js`"), "{err}");
+        assert!(err.contains("both derive the namespace CHAT_ROOM"), "{err}");
+        assert!(err.contains("helper is not a class"), "{err}");
+        assert!(err.contains("derives no namespace"), "{err}");
+
+        let manifest = Manifest::parse("objects:\n  X: Missing\n").unwrap();
+        let err = resolve_classes("b.js", &[class("A")], Some(&manifest)).unwrap_err();
+        assert!(err.to_string().contains("lacks"), "{err}");
+    }
+}

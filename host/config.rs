@@ -1,0 +1,72 @@
+//! Runtime settings and their defaults.
+
+use std::{path::PathBuf, time::Duration};
+
+/// Default storage root.
+pub const DEFAULT_STORAGE: &str = "./var/durable-objects";
+
+/// Default wall-clock deadline of one dispatch, covering promise settlement.
+pub const DEFAULT_CPU_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Default fuel budget of one dispatch. One unit is roughly one wasm
+/// instruction; on this project's machines `while (true) {}` burns about ten
+/// billion a second, so it is stopped after about 0.4 s, while `fib(20)`
+/// needs about 19 million.
+pub const DEFAULT_CPU_FUEL: u64 = 4_000_000_000;
+
+/// Default linear-memory cap of one actor.
+pub const DEFAULT_MAX_MEMORY: u64 = 128 * 1024 * 1024;
+
+/// Default largest request body the gateway accepts.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+
+/// Default largest storage key, in UTF-8 bytes (Cloudflare's limit).
+pub const DEFAULT_MAX_KEY_BYTES: usize = 2048;
+
+/// Default largest stored value, as encoded JSON (Cloudflare's limit).
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 128 * 1024;
+
+/// The limits applied to every actor.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Wall-clock deadline of one dispatch; `None` disables it.
+    pub cpu_timeout: Option<Duration>,
+    /// Fuel budget of one dispatch (and of each actor start).
+    pub cpu_fuel: u64,
+    /// Linear-memory cap of one actor, in bytes.
+    pub max_memory: u64,
+    /// Largest storage key, in bytes.
+    pub max_key_bytes: usize,
+    /// Largest stored value, in bytes of JSON.
+    pub max_value_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            cpu_timeout: Some(DEFAULT_CPU_TIMEOUT),
+            cpu_fuel: DEFAULT_CPU_FUEL,
+            max_memory: DEFAULT_MAX_MEMORY,
+            max_key_bytes: DEFAULT_MAX_KEY_BYTES,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+        }
+    }
+}
+
+/// Everything a [`crate::Runtime`] needs besides the bundle.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Where object databases live.
+    pub storage_root: PathBuf,
+    /// Per-actor limits.
+    pub limits: Limits,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            storage_root: PathBuf::from(DEFAULT_STORAGE),
+            limits: Limits::default(),
+        }
+    }
+}

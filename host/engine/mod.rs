@@ -1,0 +1,127 @@
+//! The wasmtime side of the sandbox, narrowed to what actors need.
+//!
+//! [`GuestEngine`] owns the one `wasmtime::Engine`, the compiled guest module
+//! (embedded in this binary by `build.rs`) and a pre-linked
+//! `InstancePre`, so starting an actor is a cheap instantiation. The engine
+//! meters fuel, so CPU limits are deterministic, and uses epoch interruption
+//! for the wall-clock deadline: a background thread advances the epoch every
+//! [`EPOCH_TICK`].
+
+mod limits;
+
+use std::{sync::Arc, thread, time::Duration};
+
+use go_go_objects_abi::names;
+use wasmtime::{
+    Cache, CacheConfig, Config, Engine, InstancePre, Linker, Module, bail, error::Context,
+};
+
+use crate::hostcalls::{self, ActorState};
+
+pub(crate) use limits::{MemoryLimiter, trap_to_error};
+
+/// The guest module, built by `build.rs`.
+const GUEST_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest.wasm"));
+
+/// How often the epoch advances; the wall-clock deadline is rounded up to
+/// whole ticks.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The largest native wasm stack one call may use.
+pub(crate) const MAX_WASM_STACK: usize = 1024 * 1024;
+
+/// The compiled guest and everything needed to instantiate it.
+#[derive(Clone)]
+pub(crate) struct GuestEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    pre: InstancePre<ActorState>,
+}
+
+impl GuestEngine {
+    /// Configures wasmtime, compiles (or loads from wasmtime's cache) the
+    /// guest module, links the host functions and starts the epoch thread.
+    ///
+    /// # Errors
+    ///
+    /// When the engine cannot be configured or the guest module does not
+    /// compile, lacks an export, or imports something the host does not
+    /// provide.
+    pub(crate) fn new() -> wasmtime::Result<Self> {
+        if GUEST_WASM.is_empty() {
+            bail!("this binary was built without its guest module (a clippy or stub build)");
+        }
+        let mut config = Config::new();
+        config
+            .consume_fuel(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(MAX_WASM_STACK);
+        match Cache::new(CacheConfig::new()) {
+            Ok(cache) => {
+                config.cache(Some(cache));
+            }
+            Err(e) => tracing::warn!("compiled-module cache unavailable: {e:#}"),
+        }
+        let engine = Engine::new(&config).context("failed to configure wasmtime")?;
+
+        let module =
+            Module::new(&engine, GUEST_WASM).context("failed to compile the guest module")?;
+        check_exports(&module)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut ActorState| {
+            state.wasi_mut()
+        })
+        .context("failed to link WASI")?;
+        hostcalls::add_to_linker(&mut linker)?;
+        let pre = linker
+            .instantiate_pre(&module)
+            .context("failed to link the guest module")?;
+
+        spawn_epoch_ticker(&engine);
+        Ok(Self {
+            inner: Arc::new(Inner { engine, pre }),
+        })
+    }
+
+    /// The wasmtime engine.
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The pre-linked guest, ready to instantiate in a new store.
+    pub(crate) fn instance_pre(&self) -> &InstancePre<ActorState> {
+        &self.inner.pre
+    }
+}
+
+/// Reports every missing export at once.
+fn check_exports(module: &Module) -> wasmtime::Result<()> {
+    let missing: Vec<&str> = names::REQUIRED_EXPORTS
+        .iter()
+        .copied()
+        .filter(|name| module.get_export(name).is_none())
+        .collect();
+    if !missing.is_empty() {
+        bail!("the guest module lacks the exports {}", missing.join(", "));
+    }
+    Ok(())
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is gone.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    thread::Builder::new()
+        .name("go-go-objects-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("failed to spawn the epoch thread");
+}

@@ -1,0 +1,202 @@
+//! `ANY /fetch/NAMESPACE/name/...`: the object's own `fetch` handler.
+
+use std::collections::HashMap;
+
+use axum::{
+    body::{Body, Bytes},
+    extract::{
+        Path, State,
+        rejection::{BytesRejection, PathRejection},
+    },
+    http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header},
+    response::Response,
+};
+use serde_json::{Map, Value};
+
+use super::{AppState, FUEL_HEADER, body_error};
+use crate::{
+    error::{DispatchError, ErrorCode},
+    id::ObjectId,
+    runtime::{DispatchKind, DispatchRequest, DispatchValue, FetchRequest, FetchResponse},
+};
+
+pub(super) async fn handle(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    path: Result<Path<HashMap<String, String>>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let result = async {
+        let Path(segments) =
+            path.map_err(|e| DispatchError::bad_request(format!("invalid path: {e}")))?;
+        let (namespace, name) = (&segments["namespace"], &segments["name"]);
+        let id = ObjectId::new(namespace, name)
+            .map_err(|e| DispatchError::bad_request(e.to_string()))?;
+        if state.runtime.classes().class_for(id.namespace()).is_none() {
+            return Err(DispatchError::new(
+                ErrorCode::UnknownNamespace,
+                format!("unknown durable object namespace {}", id.namespace()),
+            ));
+        }
+        let rest = segments.get("rest").map_or("", String::as_str);
+        let request = fetch_request(&method, &uri, &headers, rest, &body.map_err(body_error)?)?;
+        let output = state
+            .runtime
+            .dispatch(DispatchRequest {
+                id,
+                kind: DispatchKind::Fetch {
+                    request: Box::new(request),
+                },
+            })
+            .await?;
+        let DispatchValue::Fetch(response) = output.value else {
+            unreachable!("a fetch dispatch answers with a fetch value");
+        };
+        build_response(response, output.fuel_consumed)
+    }
+    .await;
+    result.unwrap_or_else(|error| state.error(error))
+}
+
+/// The request object the handler sees.
+fn fetch_request(
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    rest: &str,
+    body: &[u8],
+) -> Result<FetchRequest, DispatchError> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+
+    let mut query = Map::new();
+    for (key, value) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
+        let value = Value::String(value.into_owned());
+        match query.get_mut(key.as_ref()) {
+            None => {
+                query.insert(key.into_owned(), value);
+            }
+            Some(Value::Array(values)) => values.push(value),
+            Some(first) => *first = Value::Array(vec![first.take(), value]),
+        }
+    }
+
+    let mut header_map = Map::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        let name = canonical_header_name(name.as_str());
+        match header_map.get_mut(&name) {
+            Some(Value::String(joined)) => {
+                joined.push_str(", ");
+                joined.push_str(&value);
+            }
+            _ => {
+                header_map.insert(name, Value::String(value));
+            }
+        }
+    }
+
+    let raw_body = String::from_utf8_lossy(body).into_owned();
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().contains("application/json"));
+    let parsed_body = if body.is_empty() {
+        Value::Null
+    } else if is_json {
+        serde_json::from_slice(body)
+            .map_err(|e| DispatchError::bad_request(format!("invalid JSON body: {e}")))?
+    } else {
+        Value::String(raw_body.clone())
+    };
+
+    Ok(FetchRequest {
+        method: method.as_str().to_string(),
+        url: format!("http://{host}{target}"),
+        path: format!("/{rest}"),
+        query,
+        headers: header_map,
+        body: parsed_body,
+        raw_body,
+    })
+}
+
+/// `content-type` → `Content-Type`.
+fn canonical_header_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut upper = true;
+    for c in name.chars() {
+        out.push(if upper { c.to_ascii_uppercase() } else { c });
+        upper = c == '-';
+    }
+    out
+}
+
+/// Turns the handler's response into HTTP; an invalid header is the
+/// handler's error (500).
+fn build_response(response: FetchResponse, fuel: u64) -> Result<Response, DispatchError> {
+    let invalid = |what: String| DispatchError::new(ErrorCode::ExecutionError, what);
+    let status = StatusCode::from_u16(response.status).map_err(|_| {
+        invalid(format!(
+            "fetch returned an invalid status {}",
+            response.status
+        ))
+    })?;
+    let no_body = matches!(status.as_u16(), 204 | 205 | 304);
+    let body = match response.body {
+        Some(text) if !no_body => Body::from(text),
+        _ => Body::empty(),
+    };
+    let mut out = Response::new(body);
+    *out.status_mut() = status;
+    for (name, value) in response.headers {
+        let header_name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| invalid(format!("fetch returned an invalid header name {name:?}")))?;
+        let header_value = HeaderValue::from_str(&value)
+            .map_err(|_| invalid(format!("fetch returned an invalid value for header {name}")))?;
+        out.headers_mut().append(header_name, header_value);
+    }
+    out.headers_mut()
+        .insert(FUEL_HEADER, HeaderValue::from(fuel));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonicalizes_header_names() {
+        assert_eq!(canonical_header_name("content-type"), "Content-Type");
+        assert_eq!(canonical_header_name("x-counter"), "X-Counter");
+    }
+
+    #[test]
+    fn builds_the_handler_request() {
+        let uri: Uri = "/fetch/NS/n/a/b?q=1&q=2&e=%20x".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("example.test"));
+        headers.append("x-repeated", HeaderValue::from_static("1"));
+        headers.append("x-repeated", HeaderValue::from_static("2"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let request = fetch_request(&Method::PUT, &uri, &headers, "a/b", b"{\"x\":1}").unwrap();
+        assert_eq!(
+            request.url,
+            "http://example.test/fetch/NS/n/a/b?q=1&q=2&e=%20x"
+        );
+        assert_eq!(request.path, "/a/b");
+        assert_eq!(request.query["q"], serde_json::json!(["1", "2"]));
+        assert_eq!(request.query["e"], " x");
+        assert_eq!(request.headers["X-Repeated"], "1, 2");
+        assert_eq!(request.body, serde_json::json!({"x": 1}));
+        assert!(fetch_request(&Method::POST, &uri, &headers, "", b"{bad").is_err());
+    }
+}

@@ -1,0 +1,224 @@
+//! The host side of the guest ABI: the functions a guest imports, and the
+//! state they act on.
+//!
+//! Every import is registered in [`add_to_linker`] under
+//! [`names::IMPORT_MODULE`]. Guest memory is touched only through the checked
+//! helpers in `memory.rs`; a request the guest gets wrong in form (a bad
+//! pointer, invalid UTF-8, an over-long message) traps the actor, while a
+//! request that is well formed but fails (a bad key, a missing namespace) is
+//! answered with an error code that JavaScript sees as a thrown `Error`.
+
+mod memory;
+mod requests;
+
+use std::{sync::Arc, time::Instant};
+
+use go_go_objects_abi::{names, status};
+use wasmtime::{Caller, Linker, bail, error::Context, format_err};
+use wasmtime_wasi::p1::WasiP1Ctx;
+
+use crate::{
+    bundle::ClassMap, config::Limits, engine::MemoryLimiter, error::DispatchError, id::ObjectId,
+    storage::ObjectStorage,
+};
+
+/// The largest request a guest may send in one host call.
+pub(crate) const MAX_HOST_REQUEST_BYTES: usize = 64 * 1024 * 1024;
+
+/// The longest console line kept; longer lines are cut.
+pub(crate) const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
+
+/// Calls from one object to another (`env.NS.getByName(name).rpc(...)`).
+///
+/// The runtime implements this; host calls only see the trait, so they do not
+/// depend on the runtime.
+pub(crate) trait StubDispatcher: Send + Sync {
+    /// Dispatches `method(args)` to `target` on behalf of the caller whose
+    /// call chain and deadline are in `context`, blocking until it settles.
+    /// Returns the result as JSON text.
+    ///
+    /// # Errors
+    ///
+    /// The target's failure, or a [`DispatchError`] when the call would form a
+    /// cycle.
+    fn call(
+        &self,
+        context: &CallContext,
+        target: ObjectId,
+        method: String,
+        args: Vec<serde_json::Value>,
+    ) -> Result<String, DispatchError>;
+}
+
+/// Who is calling and until when: set before each dispatch.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CallContext {
+    /// The objects whose dispatches wait on this one, outermost first,
+    /// ending with this object.
+    pub(crate) chain: Vec<ObjectId>,
+    /// When the outermost dispatch must end.
+    pub(crate) deadline: Option<Instant>,
+}
+
+/// The data of one actor's wasmtime store.
+pub(crate) struct ActorState {
+    wasi: WasiP1Ctx,
+    limiter: MemoryLimiter,
+    host: HostContext,
+}
+
+/// What host calls need besides WASI.
+pub(crate) struct HostContext {
+    /// The object this actor serves.
+    pub(crate) id: ObjectId,
+    /// Its database; `None` for the start-up probe that only describes the
+    /// bundle.
+    pub(crate) storage: Option<ObjectStorage>,
+    /// The limits in force.
+    pub(crate) limits: Limits,
+    /// The namespaces of the bundle, for stubs.
+    pub(crate) classes: Arc<ClassMap>,
+    /// Where stub calls go; `None` for the probe.
+    pub(crate) stubs: Option<Arc<dyn StubDispatcher>>,
+    /// The current dispatch's caller chain and deadline.
+    pub(crate) call: CallContext,
+    /// The answer to the last `host_call`, until the guest fetches it.
+    pending_answer: Option<Vec<u8>>,
+}
+
+impl HostContext {
+    /// A context for `id` with nothing pending.
+    pub(crate) fn new(
+        id: ObjectId,
+        storage: Option<ObjectStorage>,
+        limits: Limits,
+        classes: Arc<ClassMap>,
+        stubs: Option<Arc<dyn StubDispatcher>>,
+    ) -> Self {
+        Self {
+            id,
+            storage,
+            limits,
+            classes,
+            stubs,
+            call: CallContext::default(),
+            pending_answer: None,
+        }
+    }
+}
+
+impl ActorState {
+    /// Store data for one actor. WASI gets no preopened directories, no
+    /// environment, no arguments and no sockets; guest stdout and stderr go
+    /// nowhere (console output reaches the log through [`names::IMPORT_LOG`]).
+    pub(crate) fn new(host: HostContext) -> Self {
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new().build_p1();
+        let limiter = MemoryLimiter::new(host.limits.max_memory);
+        Self {
+            wasi,
+            limiter,
+            host,
+        }
+    }
+
+    /// The WASI context, for the WASI imports.
+    pub(crate) fn wasi_mut(&mut self) -> &mut WasiP1Ctx {
+        &mut self.wasi
+    }
+
+    /// The memory limiter, for `Store::limiter`.
+    pub(crate) fn limiter_mut(&mut self) -> &mut MemoryLimiter {
+        &mut self.limiter
+    }
+
+    /// The host-call context.
+    pub(crate) fn host(&self) -> &HostContext {
+        &self.host
+    }
+
+    /// The host-call context, mutably.
+    pub(crate) fn host_mut(&mut self) -> &mut HostContext {
+        &mut self.host
+    }
+}
+
+/// Registers every host function the guest imports.
+///
+/// # Errors
+///
+/// When a name is registered twice (a bug).
+pub(crate) fn add_to_linker(linker: &mut Linker<ActorState>) -> wasmtime::Result<()> {
+    linker
+        .func_wrap(names::IMPORT_MODULE, names::IMPORT_HOST_CALL, host_call)
+        .context("failed to link `host_call`")?;
+    linker
+        .func_wrap(
+            names::IMPORT_MODULE,
+            names::IMPORT_HOST_RESPONSE,
+            host_response,
+        )
+        .context("failed to link `host_response`")?;
+    linker
+        .func_wrap(names::IMPORT_MODULE, names::IMPORT_LOG, log)
+        .context("failed to link `log`")?;
+    Ok(())
+}
+
+/// `host_call(ptr, len) -> answer_len`: reads a JSON request, performs it and
+/// keeps the JSON answer for `host_response`.
+fn host_call(mut caller: Caller<'_, ActorState>, ptr: i32, len: i32) -> wasmtime::Result<i32> {
+    let request = memory::read(&mut caller, ptr, len, MAX_HOST_REQUEST_BYTES)?;
+    let answer = requests::handle(&mut caller.data_mut().host, &request);
+    let answer_len =
+        i32::try_from(answer.len()).map_err(|_| format_err!("a host answer exceeded 2 GiB"))?;
+    caller.data_mut().host.pending_answer = Some(answer);
+    Ok(answer_len)
+}
+
+/// `host_response(ptr, len) -> written`: copies the pending answer into the
+/// guest buffer `ptr..ptr+len`, which must be exactly its size.
+fn host_response(mut caller: Caller<'_, ActorState>, ptr: i32, len: i32) -> wasmtime::Result<i32> {
+    let answer = caller
+        .data_mut()
+        .host
+        .pending_answer
+        .take()
+        .ok_or_else(|| format_err!("guest broke the ABI: host_response without host_call"))?;
+    if usize::try_from(len).ok() != Some(answer.len()) {
+        bail!(
+            "guest broke the ABI: host_response of {len} bytes for an answer of {}",
+            answer.len()
+        );
+    }
+    memory::write(&mut caller, ptr, &answer)?;
+    Ok(len)
+}
+
+/// `log(level, ptr, len)`: one console line, logged with the object's id.
+fn log(mut caller: Caller<'_, ActorState>, level: i32, ptr: i32, len: i32) -> wasmtime::Result<()> {
+    let bytes = memory::read(&mut caller, ptr, len, MAX_HOST_REQUEST_BYTES)?;
+    let mut line = String::from_utf8_lossy(&bytes).into_owned();
+    if line.len() > MAX_LOG_LINE_BYTES {
+        let mut cut = MAX_LOG_LINE_BYTES;
+        while !line.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        line.truncate(cut);
+        line.push_str(" [cut]");
+    }
+    let id = &caller.data().host.id;
+    let (namespace, name) = (id.namespace(), id.name());
+    match level {
+        status::LOG_DEBUG => {
+            tracing::debug!(target: "go_go_objects::console", namespace, name, "{line}")
+        }
+        status::LOG_WARN => {
+            tracing::warn!(target: "go_go_objects::console", namespace, name, "{line}")
+        }
+        status::LOG_ERROR => {
+            tracing::error!(target: "go_go_objects::console", namespace, name, "{line}")
+        }
+        _ => tracing::info!(target: "go_go_objects::console", namespace, name, "{line}"),
+    }
+    Ok(())
+}

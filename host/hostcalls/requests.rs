@@ -1,0 +1,189 @@
+//! The requests a guest sends through `host_call`, and their answers.
+//!
+//! A request is JSON `{"op": ..., ...}`; the answer is
+//! `{"ok":true,"value":...}` or `{"ok":false,"error":{"code","message"}}`.
+//! Keys are trimmed of surrounding white space and must not be empty; keys
+//! and values are checked against the configured size limits.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::HostContext;
+use crate::{
+    error::{DispatchError, ErrorCode},
+    id::ObjectId,
+    storage::ObjectStorage,
+};
+
+/// One request from the guest.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "op", rename_all = "camelCase", deny_unknown_fields)]
+enum HostRequest {
+    /// `storage.get(key)`: the stored JSON text, or null.
+    Get { key: String },
+    /// `storage.put(key, value)`: `value` is JSON text.
+    Put { key: String, value: String },
+    /// `storage.delete(key)`: whether the key existed.
+    Delete { key: String },
+    /// `storage.list(options)`: `[[key, json], ...]` in key order.
+    List {
+        prefix: Option<String>,
+        limit: Option<u64>,
+    },
+    /// `storage.deleteAll()`: how many keys were removed.
+    DeleteAll,
+    /// `storage.transaction(fn)` opens a savepoint...
+    TransactionBegin,
+    /// ...and keeps its writes...
+    TransactionCommit,
+    /// ...or drops them.
+    TransactionRollback,
+    /// `env.NS.getByName(name)`: the validated id.
+    ObjectId { namespace: String, name: String },
+    /// `stub.rpc(method, args)`: `args` is a JSON array as text; the answer's
+    /// value is the result as JSON text.
+    Rpc {
+        namespace: String,
+        name: String,
+        method: String,
+        args: String,
+    },
+}
+
+/// Performs one request and encodes its answer.
+pub(super) fn handle(host: &mut HostContext, request: &[u8]) -> Vec<u8> {
+    let answer = match serde_json::from_slice::<HostRequest>(request) {
+        Ok(request) => perform(host, request),
+        Err(e) => Err(DispatchError::bad_request(format!(
+            "malformed host request: {e}"
+        ))),
+    };
+    let body = match answer {
+        Ok(value) => json!({ "ok": true, "value": value }),
+        Err(e) => {
+            json!({ "ok": false, "error": { "code": e.code.as_str(), "message": e.message } })
+        }
+    };
+    serde_json::to_vec(&body).expect("JSON values always encode")
+}
+
+fn perform(host: &mut HostContext, request: HostRequest) -> Result<Value, DispatchError> {
+    match request {
+        HostRequest::Get { key } => {
+            let key = checked_key(host, &key)?;
+            Ok(storage(host)?
+                .get(key)
+                .map_err(storage_error)?
+                .map_or(Value::Null, Value::String))
+        }
+        HostRequest::Put { key, value } => {
+            let key = checked_key(host, &key)?;
+            if value.len() > host.limits.max_value_bytes {
+                return Err(DispatchError::bad_request(format!(
+                    "value for key {key:?} is {} bytes of JSON, over the limit of {}",
+                    value.len(),
+                    host.limits.max_value_bytes
+                )));
+            }
+            storage(host)?.put(key, &value).map_err(storage_error)?;
+            Ok(Value::Null)
+        }
+        HostRequest::Delete { key } => {
+            let key = checked_key(host, &key)?;
+            Ok(Value::Bool(
+                storage(host)?.delete(key).map_err(storage_error)?,
+            ))
+        }
+        HostRequest::List { prefix, limit } => {
+            let entries = storage(host)?
+                .list(prefix.as_deref(), limit)
+                .map_err(storage_error)?;
+            Ok(entries
+                .into_iter()
+                .map(|(k, v)| Value::Array(vec![Value::String(k), Value::String(v)]))
+                .collect())
+        }
+        HostRequest::DeleteAll => Ok(Value::from(
+            storage(host)?.delete_all().map_err(storage_error)?,
+        )),
+        HostRequest::TransactionBegin => {
+            storage_mut(host)?.savepoint().map_err(storage_error)?;
+            Ok(Value::Null)
+        }
+        HostRequest::TransactionCommit => {
+            storage_mut(host)?
+                .release_savepoint()
+                .map_err(storage_error)?;
+            Ok(Value::Null)
+        }
+        HostRequest::TransactionRollback => {
+            storage_mut(host)?
+                .rollback_savepoint()
+                .map_err(storage_error)?;
+            Ok(Value::Null)
+        }
+        HostRequest::ObjectId { namespace, name } => {
+            let id = stub_target(host, &namespace, &name)?;
+            Ok(serde_json::to_value(&id).expect("ids encode as JSON"))
+        }
+        HostRequest::Rpc {
+            namespace,
+            name,
+            method,
+            args,
+        } => {
+            let target = stub_target(host, &namespace, &name)?;
+            let args: Vec<Value> = serde_json::from_str(&args).map_err(|e| {
+                DispatchError::bad_request(format!("stub arguments are not a JSON array: {e}"))
+            })?;
+            let stubs = host.stubs.clone().ok_or_else(|| {
+                DispatchError::bad_request("stubs are not available while the bundle loads")
+            })?;
+            Ok(Value::String(stubs.call(&host.call, target, method, args)?))
+        }
+    }
+}
+
+fn storage(host: &HostContext) -> Result<&ObjectStorage, DispatchError> {
+    host.storage.as_ref().ok_or_else(|| {
+        DispatchError::bad_request("storage is not available while the bundle loads")
+    })
+}
+
+fn storage_mut(host: &mut HostContext) -> Result<&mut ObjectStorage, DispatchError> {
+    host.storage.as_mut().ok_or_else(|| {
+        DispatchError::bad_request("storage is not available while the bundle loads")
+    })
+}
+
+fn storage_error(e: crate::storage::StorageError) -> DispatchError {
+    DispatchError::new(ErrorCode::StorageError, e.to_string())
+}
+
+/// Trims a key and checks it is neither empty nor too long.
+fn checked_key<'k>(host: &HostContext, key: &'k str) -> Result<&'k str, DispatchError> {
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(DispatchError::bad_request("storage key must not be empty"));
+    }
+    if key.len() > host.limits.max_key_bytes {
+        return Err(DispatchError::bad_request(format!(
+            "storage key is {} bytes, over the limit of {}",
+            key.len(),
+            host.limits.max_key_bytes
+        )));
+    }
+    Ok(key)
+}
+
+fn stub_target(host: &HostContext, namespace: &str, name: &str) -> Result<ObjectId, DispatchError> {
+    let id =
+        ObjectId::new(namespace, name).map_err(|e| DispatchError::bad_request(e.to_string()))?;
+    if host.classes.class_for(id.namespace()).is_none() {
+        return Err(DispatchError::new(
+            ErrorCode::UnknownNamespace,
+            format!("unknown durable object namespace {}", id.namespace()),
+        ));
+    }
+    Ok(id)
+}

@@ -1,0 +1,381 @@
+//! One actor: a wasmtime store holding one guest instance that serves one
+//! object.
+//!
+//! An actor is started by instantiating the guest, loading the bundle into it
+//! and constructing the object; each of those steps and every dispatch gets a
+//! fresh fuel budget and the deadline of the dispatch it serves. A dispatch
+//! runs inside one storage transaction, committed when the dispatch returns or
+//! throws and rolled back when it traps, runs out of memory or can never
+//! settle; those three also *poison* the actor, which its owner then discards
+//! so that the next call builds a fresh one from storage.
+
+use std::time::Instant;
+
+use go_go_objects_abi::{ABI_VERSION, names, status};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use wasmtime::{Instance, Memory, Store, TypedFunc};
+
+use super::envelope::{DispatchKind, DispatchOutput, DispatchValue, FetchResponse};
+use crate::{
+    bundle::{Bundle, ExportInfo},
+    engine::{EPOCH_TICK, GuestEngine, trap_to_error},
+    error::{DispatchError, ErrorCode},
+    hostcalls::{ActorState, CallContext, HostContext},
+};
+
+/// QuickJS's own stack limit, in bytes of the guest's shadow stack.
+const QUICKJS_STACK_BYTES: u64 = 512 * 1024;
+
+/// An epoch deadline that is never reached. wasmtime adds the current epoch
+/// to it, so it must leave room below `u64::MAX`.
+const NO_DEADLINE: u64 = u64::MAX / 4;
+
+/// The guest's entry points.
+struct Exports {
+    memory: Memory,
+    alloc: TypedFunc<i32, i32>,
+    load: TypedFunc<(i32, i32), i32>,
+    construct: TypedFunc<(i32, i32), i32>,
+    dispatch: TypedFunc<(i32, i32), i32>,
+    output_ptr: TypedFunc<(), i32>,
+    output_len: TypedFunc<(), i32>,
+}
+
+/// A running guest instance and its object.
+pub(crate) struct Actor {
+    store: Store<ActorState>,
+    exports: Exports,
+    poisoned: bool,
+}
+
+/// The outcome JSON every entry point produces.
+#[derive(Deserialize)]
+struct Outcome {
+    ok: bool,
+    #[serde(default)]
+    result: Option<Box<RawValue>>,
+    #[serde(default)]
+    response: Option<FetchResponse>,
+    #[serde(default)]
+    exports: Option<Vec<ExportInfo>>,
+    #[serde(default)]
+    error: Option<GuestError>,
+}
+
+#[derive(Deserialize)]
+struct GuestError {
+    code: String,
+    message: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LoadInput<'a> {
+    filename: &'a str,
+    source: &'a str,
+    memory_limit: u64,
+    max_stack_size: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConstructInput<'a> {
+    class_name: &'a str,
+    id: &'a crate::id::ObjectId,
+    namespaces: Vec<&'a str>,
+}
+
+/// Which entry point to call.
+#[derive(Clone, Copy)]
+enum Entry {
+    Load,
+    Construct,
+    Dispatch,
+}
+
+impl Actor {
+    /// Instantiates the guest in a new store.
+    pub(crate) fn instantiate(
+        engine: &GuestEngine,
+        host: HostContext,
+    ) -> Result<Self, DispatchError> {
+        let start_failed = |what: &str, e: wasmtime::Error| {
+            DispatchError::new(
+                ErrorCode::ActorStartFailed,
+                format!("failed to {what}: {e:#}"),
+            )
+        };
+        let mut store = Store::new(engine.engine(), ActorState::new(host));
+        store.limiter(|state| state.limiter_mut());
+        store
+            .set_fuel(u64::MAX)
+            .map_err(|e| start_failed("set fuel", e))?;
+        store.set_epoch_deadline(NO_DEADLINE);
+        let instance = engine
+            .instance_pre()
+            .instantiate(&mut store)
+            .map_err(|e| start_failed("instantiate the guest", e))?;
+        let exports = Exports::resolve(&instance, &mut store)
+            .map_err(|e| start_failed("link the guest", e))?;
+        Ok(Self {
+            store,
+            exports,
+            poisoned: false,
+        })
+    }
+
+    /// Whether the actor must be discarded.
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Evaluates the bundle; returns its exports, or the bundle's own error
+    /// message (a syntax error, no `exports.objects`) as `Ok(Err(..))`.
+    pub(crate) fn load(
+        &mut self,
+        bundle: &Bundle,
+        context: &CallContext,
+    ) -> Result<Result<Vec<ExportInfo>, String>, DispatchError> {
+        let max_memory = self.store.data().host().limits.max_memory;
+        let input = LoadInput {
+            filename: bundle.filename(),
+            source: bundle.source(),
+            memory_limit: (max_memory / 4 * 3).min(u64::from(u32::MAX)),
+            max_stack_size: QUICKJS_STACK_BYTES,
+        };
+        let input = serde_json::to_vec(&input).expect("load input encodes");
+        let (outcome, _) = self.call(Entry::Load, &input, context)?;
+        if outcome.ok {
+            Ok(Ok(outcome.exports.unwrap_or_default()))
+        } else {
+            let error = outcome
+                .error
+                .map_or_else(|| "unknown error".into(), |e| e.message);
+            Ok(Err(error))
+        }
+    }
+
+    /// Runs `new Class(state, env)`, inside a storage transaction.
+    pub(crate) fn construct(
+        &mut self,
+        class_name: &str,
+        namespaces: Vec<&str>,
+        context: &CallContext,
+    ) -> Result<(), DispatchError> {
+        let id = self.store.data().host().id.clone();
+        let input = ConstructInput {
+            class_name,
+            id: &id,
+            namespaces,
+        };
+        let input = serde_json::to_vec(&input).expect("construct input encodes");
+        self.transactional(Entry::Construct, &input, context)
+            .map(|_| ())
+    }
+
+    /// Delivers one dispatch, inside a storage transaction.
+    pub(crate) fn dispatch(
+        &mut self,
+        kind: &DispatchKind,
+        context: &CallContext,
+    ) -> Result<DispatchOutput, DispatchError> {
+        let input = serde_json::to_vec(kind).expect("dispatch input encodes");
+        let (outcome, fuel_consumed) = self.transactional(Entry::Dispatch, &input, context)?;
+        let value = match kind {
+            DispatchKind::Rpc { .. } => DispatchValue::Rpc(
+                outcome
+                    .result
+                    .unwrap_or_else(|| RawValue::from_string("null".into()).expect("null is JSON")),
+            ),
+            DispatchKind::Fetch { .. } => {
+                DispatchValue::Fetch(outcome.response.ok_or_else(|| {
+                    DispatchError::new(
+                        ErrorCode::ExecutionError,
+                        "the guest sent no fetch response",
+                    )
+                })?)
+            }
+        };
+        Ok(DispatchOutput {
+            value,
+            fuel_consumed,
+        })
+    }
+
+    /// Runs an entry point inside a storage transaction: committed on
+    /// success and on a JavaScript error, rolled back (and the actor
+    /// poisoned) on anything worse.
+    fn transactional(
+        &mut self,
+        entry: Entry,
+        input: &[u8],
+        context: &CallContext,
+    ) -> Result<(Outcome, u64), DispatchError> {
+        self.with_storage(|s| s.begin())?;
+        let result = self.call(entry, input, context);
+        let result = result.and_then(|(outcome, fuel)| {
+            if outcome.ok {
+                return Ok((outcome, fuel));
+            }
+            let error = outcome.error.map_or_else(
+                || DispatchError::new(ErrorCode::ExecutionError, "unknown error"),
+                |e| DispatchError::new(ErrorCode::from_guest(&e.code), e.message),
+            );
+            if matches!(error.code, ErrorCode::Timeout | ErrorCode::OutOfMemory) {
+                self.poisoned = true;
+            }
+            Err(error)
+        });
+
+        let keep = match &result {
+            Ok(_) => true,
+            Err(e) => !self.poisoned && e.code != ErrorCode::StorageError,
+        };
+        if keep {
+            if let Err(e) = self.with_storage(|s| s.commit()) {
+                self.poisoned = true;
+                return Err(e);
+            }
+        } else {
+            if let Some(storage) = self.store.data_mut().host_mut().storage.as_mut() {
+                storage.rollback();
+            }
+        }
+        result
+    }
+
+    fn with_storage(
+        &mut self,
+        f: impl FnOnce(&mut crate::storage::ObjectStorage) -> Result<(), crate::storage::StorageError>,
+    ) -> Result<(), DispatchError> {
+        match self.store.data_mut().host_mut().storage.as_mut() {
+            Some(storage) => {
+                f(storage).map_err(|e| DispatchError::new(ErrorCode::StorageError, e.to_string()))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Calls one entry point with a fresh fuel budget and the context's
+    /// deadline; returns the parsed outcome and the fuel consumed.
+    fn call(
+        &mut self,
+        entry: Entry,
+        input: &[u8],
+        context: &CallContext,
+    ) -> Result<(Outcome, u64), DispatchError> {
+        let limits = self.store.data().host().limits.clone();
+        self.store.data_mut().host_mut().call = context.clone();
+        self.store.set_fuel(limits.cpu_fuel).map_err(internal)?;
+        self.store
+            .set_epoch_deadline(epoch_ticks_until(context.deadline));
+        let timeout = limits.cpu_timeout.map_or_else(
+            || "none".to_string(),
+            |t| humantime::format_duration(t).to_string(),
+        );
+
+        let result = self.call_raw(entry, input);
+        let fuel_consumed = limits.cpu_fuel - self.store.get_fuel().unwrap_or(0);
+        let refused = self.store.data_mut().limiter_mut().take_refused();
+        self.store.set_fuel(u64::MAX).map_err(internal)?;
+        self.store.set_epoch_deadline(NO_DEADLINE);
+
+        if refused {
+            self.poisoned = true;
+            return Err(DispatchError::new(
+                ErrorCode::OutOfMemory,
+                format!(
+                    "the object ran out of memory (limit {} bytes, --max-memory)",
+                    limits.max_memory
+                ),
+            ));
+        }
+        let (status_word, output) = result.map_err(|e| {
+            self.poisoned = true;
+            trap_to_error(&e, limits.cpu_fuel, &timeout)
+        })?;
+        if status_word != status::OK {
+            self.poisoned = true;
+            return Err(DispatchError::new(
+                ErrorCode::ExecutionError,
+                format!("the guest failed: {}", String::from_utf8_lossy(&output)),
+            ));
+        }
+        let outcome: Outcome = serde_json::from_slice(&output).map_err(|e| {
+            self.poisoned = true;
+            DispatchError::new(
+                ErrorCode::ExecutionError,
+                format!("the guest sent a malformed outcome: {e}"),
+            )
+        })?;
+        Ok((outcome, fuel_consumed))
+    }
+
+    /// Copies the input in, calls the entry point and copies the output out.
+    fn call_raw(&mut self, entry: Entry, input: &[u8]) -> wasmtime::Result<(i32, Vec<u8>)> {
+        let len = i32::try_from(input.len())?;
+        let ptr = self.exports.alloc.call(&mut self.store, len)?;
+        if ptr == 0 && len != 0 {
+            wasmtime::bail!("the guest could not allocate {len} bytes for its input");
+        }
+        self.exports
+            .memory
+            .write(&mut self.store, ptr as u32 as usize, input)?;
+        let func = match entry {
+            Entry::Load => &self.exports.load,
+            Entry::Construct => &self.exports.construct,
+            Entry::Dispatch => &self.exports.dispatch,
+        };
+        let status_word = func.call(&mut self.store, (ptr, len))?;
+
+        let out_ptr = self.exports.output_ptr.call(&mut self.store, ())? as u32 as usize;
+        let out_len = self.exports.output_len.call(&mut self.store, ())? as u32 as usize;
+        let mut output = vec![0u8; out_len];
+        self.exports
+            .memory
+            .read(&self.store, out_ptr, &mut output)?;
+        Ok((status_word, output))
+    }
+}
+
+impl Exports {
+    fn resolve(instance: &Instance, store: &mut Store<ActorState>) -> wasmtime::Result<Self> {
+        let version: TypedFunc<(), i32> =
+            instance.get_typed_func(&mut *store, names::EXPORT_ABI_VERSION)?;
+        let version = version.call(&mut *store, ())?;
+        if version != ABI_VERSION as i32 {
+            wasmtime::bail!("the guest speaks ABI version {version}, the host {ABI_VERSION}");
+        }
+        Ok(Self {
+            memory: instance
+                .get_memory(&mut *store, names::EXPORT_MEMORY)
+                .ok_or_else(|| wasmtime::format_err!("the guest exports no memory"))?,
+            alloc: instance.get_typed_func(&mut *store, names::EXPORT_ALLOC)?,
+            load: instance.get_typed_func(&mut *store, names::EXPORT_LOAD)?,
+            construct: instance.get_typed_func(&mut *store, names::EXPORT_CONSTRUCT)?,
+            dispatch: instance.get_typed_func(&mut *store, names::EXPORT_DISPATCH)?,
+            output_ptr: instance.get_typed_func(&mut *store, names::EXPORT_OUTPUT_PTR)?,
+            output_len: instance.get_typed_func(&mut *store, names::EXPORT_OUTPUT_LEN)?,
+        })
+    }
+}
+
+/// Epoch ticks from now until `deadline`, rounded up; effectively never
+/// without one.
+fn epoch_ticks_until(deadline: Option<Instant>) -> u64 {
+    match deadline {
+        None => NO_DEADLINE,
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ticks = left.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
+            u64::try_from(ticks)
+                .unwrap_or(NO_DEADLINE)
+                .clamp(1, NO_DEADLINE)
+        }
+    }
+}
+
+fn internal(e: wasmtime::Error) -> DispatchError {
+    DispatchError::new(ErrorCode::ExecutionError, format!("wasmtime failed: {e:#}"))
+}

@@ -1,0 +1,84 @@
+//! What a dispatch carries in and out.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, value::RawValue};
+
+use crate::id::ObjectId;
+
+/// One delivery to one object.
+#[derive(Debug, Clone)]
+pub struct DispatchRequest {
+    /// The object.
+    pub id: ObjectId,
+    /// What to deliver.
+    pub kind: DispatchKind,
+}
+
+/// The kinds of delivery.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum DispatchKind {
+    /// Call an RPC method with positional JSON arguments.
+    Rpc {
+        /// The method name.
+        method: String,
+        /// Its arguments.
+        args: Vec<Value>,
+    },
+    /// Call the object's `fetch(request)`.
+    Fetch {
+        /// The request the handler sees.
+        request: Box<FetchRequest>,
+    },
+}
+
+/// The request object a `fetch` handler receives.
+#[derive(Debug, Clone, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct FetchRequest {
+    /// HTTP method.
+    pub method: String,
+    /// The full URL the client used.
+    pub url: String,
+    /// The path after `/fetch/NS/name` (`/` when empty).
+    pub path: String,
+    /// Query parameters: a string, or an array when repeated.
+    pub query: Map<String, Value>,
+    /// Headers by canonical name (`Content-Type`); repeated values joined
+    /// with `, `.
+    pub headers: Map<String, Value>,
+    /// The body parsed as JSON when the content type says JSON, else text,
+    /// else null when empty.
+    pub body: Value,
+    /// The body as text.
+    pub raw_body: String,
+}
+
+/// What a `fetch` handler returned.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct FetchResponse {
+    /// HTTP status, 200 to 599.
+    pub status: u16,
+    /// Header name and value pairs, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body text, if any.
+    pub body: Option<String>,
+}
+
+/// A successful dispatch.
+#[derive(Debug)]
+pub struct DispatchOutput {
+    /// What the handler produced.
+    pub value: DispatchValue,
+    /// Fuel the dispatch consumed (not counting an actor start).
+    pub fuel_consumed: u64,
+}
+
+/// What the handler produced, by kind.
+#[derive(Debug)]
+pub enum DispatchValue {
+    /// An RPC result as JSON (`undefined` is `null`).
+    Rpc(Box<RawValue>),
+    /// A fetch response.
+    Fetch(FetchResponse),
+}

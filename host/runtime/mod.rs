@@ -1,0 +1,341 @@
+//! The actor runtime: one live actor per object, dispatches serialized per
+//! object.
+//!
+//! [`Runtime`] keeps a registry of actor slots keyed by [`ObjectId`]. A slot
+//! is an async mutex around an optional [`actor::Actor`]; a dispatch holds the
+//! slot's lock for its whole run (invocation, promise settlement and result
+//! conversion), so dispatches to one object never interleave, while other
+//! objects run in parallel on tokio's blocking threads. The first dispatch to
+//! find a slot empty starts the actor while holding the lock, so concurrent
+//! first calls start exactly one. A poisoned actor (trap, out of memory, a
+//! promise that can never settle) is dropped from its slot and the next
+//! dispatch starts a fresh one from storage.
+//!
+//! The deadline of a dispatch starts when it gets the lock: time spent
+//! waiting behind other dispatches is not charged.
+
+mod actor;
+mod envelope;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
+};
+
+use anyhow::Context;
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+
+pub use envelope::{
+    DispatchKind, DispatchOutput, DispatchRequest, DispatchValue, FetchRequest, FetchResponse,
+};
+
+use crate::{
+    bundle::{Bundle, BundleError, ClassMap, Manifest, resolve_classes},
+    config::RuntimeConfig,
+    engine::GuestEngine,
+    error::{DispatchError, ErrorCode},
+    hostcalls::{CallContext, HostContext, StubDispatcher},
+    id::ObjectId,
+    storage::ObjectStorage,
+};
+use actor::Actor;
+
+type Slot = Arc<AsyncMutex<Option<Actor>>>;
+
+/// Serves the classes of one bundle, one actor per object.
+#[derive(Clone)]
+pub struct Runtime {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    engine: GuestEngine,
+    bundle: Bundle,
+    classes: Arc<ClassMap>,
+    config: RuntimeConfig,
+    slots: Mutex<HashMap<ObjectId, Slot>>,
+    actor_starts: AtomicU64,
+}
+
+/// Why a runtime could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The bundle or manifest is unusable.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// The engine could not be set up.
+    #[error("failed to start the engine: {0:#}")]
+    Engine(anyhow::Error),
+}
+
+impl Runtime {
+    /// Compiles the guest, evaluates the bundle once to learn its classes,
+    /// and checks them against the manifest. Blocks for the compilation
+    /// (seconds the first time; wasmtime caches the compiled module on disk).
+    ///
+    /// # Errors
+    ///
+    /// [`StartError::Bundle`] naming the file and every problem when the
+    /// bundle does not load or its classes do not fit the manifest;
+    /// [`StartError::Engine`] when wasmtime cannot be set up.
+    pub fn new(
+        bundle: Bundle,
+        manifest: Option<&Manifest>,
+        config: RuntimeConfig,
+    ) -> Result<Self, StartError> {
+        let engine = GuestEngine::new().map_err(|e| StartError::Engine(e.into()))?;
+        let exports = describe_bundle(&engine, &bundle, &config)?;
+        let classes = resolve_classes(bundle.filename(), &exports, manifest)?;
+        std::fs::create_dir_all(&config.storage_root)
+            .with_context(|| format!("failed to create `{}`", config.storage_root.display()))
+            .map_err(StartError::Engine)?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                engine,
+                bundle,
+                classes: Arc::new(classes),
+                config,
+                slots: Mutex::new(HashMap::new()),
+                actor_starts: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The namespaces served and their classes.
+    pub fn classes(&self) -> &ClassMap {
+        &self.shared.classes
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.shared.config
+    }
+
+    /// How many actors have been started since the runtime was built.
+    pub fn actor_starts(&self) -> u64 {
+        self.shared.actor_starts.load(Ordering::Relaxed)
+    }
+
+    /// How many objects currently have a live actor (or one starting).
+    pub fn live_objects(&self) -> usize {
+        let slots = self.shared.slots.lock().expect("slot map lock");
+        slots
+            .values()
+            .filter(|slot| slot.try_lock().map_or(true, |actor| actor.is_some()))
+            .count()
+    }
+
+    /// Delivers one RPC or fetch to an object, starting its actor if needed.
+    ///
+    /// # Errors
+    ///
+    /// A [`DispatchError`] whose code says what failed: an unknown namespace
+    /// (before any actor starts), a missing method, the handler's own error,
+    /// a limit exceeded, or a storage failure.
+    pub async fn dispatch(
+        &self,
+        request: DispatchRequest,
+    ) -> Result<DispatchOutput, DispatchError> {
+        self.dispatch_within(request, CallContext::default()).await
+    }
+
+    /// Dispatches on behalf of `parent` (empty for a client request): refuses
+    /// a call cycle, and bounds the wait for the lock and the run by the
+    /// parent's deadline.
+    async fn dispatch_within(
+        &self,
+        request: DispatchRequest,
+        parent: CallContext,
+    ) -> Result<DispatchOutput, DispatchError> {
+        let DispatchRequest { id, kind } = request;
+        let Some(class) = self.shared.classes.class_for(id.namespace()) else {
+            return Err(DispatchError::new(
+                ErrorCode::UnknownNamespace,
+                format!("unknown durable object namespace {}", id.namespace()),
+            ));
+        };
+        let class = class.to_string();
+        if parent.chain.contains(&id) {
+            let path: Vec<String> = parent.chain.iter().map(ToString::to_string).collect();
+            return Err(DispatchError::bad_request(format!(
+                "call cycle: {} -> {id} would wait on itself",
+                path.join(" -> ")
+            )));
+        }
+
+        let slot = self.slot(&id);
+        let guard = match parent.deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), slot.lock_owned())
+                .await
+                .map_err(|_| {
+                    DispatchError::new(
+                        ErrorCode::Timeout,
+                        format!("timed out waiting for {id}, which is busy"),
+                    )
+                })?,
+            None => slot.lock_owned().await,
+        };
+
+        let own_deadline = self
+            .shared
+            .config
+            .limits
+            .cpu_timeout
+            .map(|t| Instant::now() + t);
+        let deadline = match (own_deadline, parent.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut chain = parent.chain;
+        chain.push(id.clone());
+        let context = CallContext { chain, deadline };
+
+        let runtime = self.clone();
+        tokio::task::spawn_blocking(move || runtime.run_locked(guard, &id, &class, &kind, &context))
+            .await
+            .map_err(|e| {
+                DispatchError::new(ErrorCode::ExecutionError, format!("dispatch panicked: {e}"))
+            })?
+    }
+
+    fn slot(&self, id: &ObjectId) -> Slot {
+        let mut slots = self.shared.slots.lock().expect("slot map lock");
+        slots.entry(id.clone()).or_default().clone()
+    }
+
+    /// Runs on a blocking thread with the object's lock held.
+    fn run_locked(
+        &self,
+        mut guard: OwnedMutexGuard<Option<Actor>>,
+        id: &ObjectId,
+        class: &str,
+        kind: &DispatchKind,
+        context: &CallContext,
+    ) -> Result<DispatchOutput, DispatchError> {
+        let started = Instant::now();
+        if guard.is_none() {
+            *guard = Some(self.start_actor(id, class, context)?);
+        }
+        let actor = guard.as_mut().expect("the actor was just started");
+        let result = actor.dispatch(kind, context);
+        if actor.is_poisoned() {
+            tracing::info!(
+                namespace = id.namespace(),
+                name = id.name(),
+                "actor discarded"
+            );
+            *guard = None;
+        }
+        match &result {
+            Ok(output) => tracing::debug!(
+                namespace = id.namespace(),
+                name = id.name(),
+                fuel = output.fuel_consumed,
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "dispatch finished"
+            ),
+            Err(e) => tracing::debug!(
+                namespace = id.namespace(),
+                name = id.name(),
+                code = e.code.as_str(),
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "dispatch failed: {}",
+                e.message
+            ),
+        }
+        result
+    }
+
+    /// Opens the object's storage, instantiates the guest, loads the bundle
+    /// and constructs the object.
+    fn start_actor(
+        &self,
+        id: &ObjectId,
+        class: &str,
+        context: &CallContext,
+    ) -> Result<Actor, DispatchError> {
+        let shared = &self.shared;
+        let storage = ObjectStorage::open(&shared.config.storage_root, id)
+            .map_err(|e| DispatchError::new(ErrorCode::StorageError, e.to_string()))?;
+        let stubs: Arc<dyn StubDispatcher> = Arc::new(Stubs(Arc::downgrade(shared)));
+        let host = HostContext::new(
+            id.clone(),
+            Some(storage),
+            shared.config.limits.clone(),
+            shared.classes.clone(),
+            Some(stubs),
+        );
+        let mut actor = Actor::instantiate(&shared.engine, host)?;
+        if let Err(message) = actor.load(&shared.bundle, context)? {
+            return Err(DispatchError::new(ErrorCode::ActorStartFailed, message));
+        }
+        actor.construct(class, shared.classes.namespaces().collect(), context)?;
+        shared.actor_starts.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            namespace = id.namespace(),
+            name = id.name(),
+            class,
+            "actor started"
+        );
+        Ok(actor)
+    }
+}
+
+/// Evaluates the bundle in a throwaway instance (no storage, no stubs) and
+/// returns what it exports.
+fn describe_bundle(
+    engine: &GuestEngine,
+    bundle: &Bundle,
+    config: &RuntimeConfig,
+) -> Result<Vec<crate::bundle::ExportInfo>, StartError> {
+    let probe_id = ObjectId::new("bundle", "probe").expect("a valid id");
+    let host = HostContext::new(probe_id, None, config.limits.clone(), Arc::default(), None);
+    let load_failed = |message: String| BundleError::Load {
+        file: bundle.filename().to_string(),
+        message,
+    };
+    let mut actor = Actor::instantiate(engine, host).map_err(|e| load_failed(e.message))?;
+    let context = CallContext {
+        chain: Vec::new(),
+        deadline: config.limits.cpu_timeout.map(|t| Instant::now() + t),
+    };
+    match actor.load(bundle, &context) {
+        Ok(Ok(exports)) => Ok(exports),
+        Ok(Err(message)) => Err(load_failed(message).into()),
+        Err(e) => Err(load_failed(e.message).into()),
+    }
+}
+
+/// Routes stub calls back into the runtime without keeping it alive.
+struct Stubs(Weak<Shared>);
+
+impl StubDispatcher for Stubs {
+    fn call(
+        &self,
+        context: &CallContext,
+        target: ObjectId,
+        method: String,
+        args: Vec<serde_json::Value>,
+    ) -> Result<String, DispatchError> {
+        let shared = self.0.upgrade().ok_or_else(|| {
+            DispatchError::new(ErrorCode::ExecutionError, "the runtime is shutting down")
+        })?;
+        let runtime = Runtime { shared };
+        let request = DispatchRequest {
+            id: target,
+            kind: DispatchKind::Rpc { method, args },
+        };
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+            DispatchError::new(ErrorCode::ExecutionError, "stub calls need a tokio runtime")
+        })?;
+        let output = handle.block_on(runtime.dispatch_within(request, context.clone()))?;
+        match output.value {
+            DispatchValue::Rpc(raw) => Ok(raw.get().to_string()),
+            DispatchValue::Fetch(_) => unreachable!("an RPC dispatch answers with an RPC value"),
+        }
+    }
+}

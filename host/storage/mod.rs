@@ -1,0 +1,360 @@
+//! Durable storage: one SQLite database per object.
+//!
+//! The file for an object lives at `<root>/objects/<hh>/<hash>.sqlite`, where
+//! `hash` is the object's [`ObjectId::hash`] and `hh` its first two
+//! characters. Databases use WAL with `synchronous = FULL`, so a committed
+//! dispatch survives a crash of the process or the machine.
+//!
+//! Every dispatch runs inside one SQLite transaction ([`ObjectStorage::begin`]
+//! / [`commit`](ObjectStorage::commit) / [`rollback`](ObjectStorage::rollback));
+//! `state.storage.transaction()` nests a savepoint inside it. Values are
+//! stored as the JSON text the guest produced.
+
+mod schema;
+
+use std::{
+    path::{Path, PathBuf},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::id::ObjectId;
+
+pub use schema::SCHEMA_VERSION;
+
+/// A storage failure, with what was being done.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StorageError(String);
+
+impl StorageError {
+    fn context(what: &str, e: impl std::fmt::Display) -> Self {
+        Self(format!("failed to {what}: {e}"))
+    }
+}
+
+/// The path of an object's database under a storage root.
+pub fn database_path(root: &Path, id: &ObjectId) -> PathBuf {
+    root.join("objects")
+        .join(&id.hash()[..2])
+        .join(format!("{}.sqlite", id.hash()))
+}
+
+/// The open database of one object.
+pub struct ObjectStorage {
+    conn: Connection,
+    /// Depth of `state.storage.transaction()` savepoints currently open.
+    savepoints: u32,
+}
+
+impl ObjectStorage {
+    /// Opens (creating if needed) the database of `id` under `root`.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] naming the file when it cannot be created, opened or
+    /// migrated, or was written by a newer schema.
+    pub fn open(root: &Path, id: &ObjectId) -> Result<Self, StorageError> {
+        let path = database_path(root, id);
+        let dir = path.parent().expect("database path has a parent");
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StorageError::context(&format!("create `{}`", dir.display()), e))?;
+
+        let open = |e| StorageError::context(&format!("open `{}`", path.display()), e);
+        let mut conn = Connection::open(&path).map_err(open)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open)?;
+        schema::migrate(&mut conn)
+            .map_err(|e| StorageError(format!("`{}`: {e}", path.display())))?;
+
+        let storage = Self {
+            conn,
+            savepoints: 0,
+        };
+        storage.record_identity(id)?;
+        Ok(storage)
+    }
+
+    /// Writes the object's namespace, name and hash into `meta`, so a
+    /// database file can be traced back to its object.
+    fn record_identity(&self, id: &ObjectId) -> Result<(), StorageError> {
+        let now = now_ms();
+        let mut insert = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO meta (key, value_json, updated_at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO NOTHING",
+            )
+            .map_err(|e| StorageError::context("record the object's identity", e))?;
+        for (key, value) in [
+            ("object.namespace", id.namespace()),
+            ("object.name", id.name()),
+            ("object.hash", id.hash()),
+        ] {
+            let json = serde_json::to_string(value).expect("strings encode as JSON");
+            insert
+                .execute(params![key, json, now])
+                .map_err(|e| StorageError::context("record the object's identity", e))?;
+        }
+        Ok(())
+    }
+
+    /// Starts the transaction of one dispatch.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when SQLite refuses.
+    pub fn begin(&mut self) -> Result<(), StorageError> {
+        self.savepoints = 0;
+        self.conn
+            .execute_batch("BEGIN")
+            .map_err(|e| StorageError::context("begin a transaction", e))
+    }
+
+    /// Commits the dispatch's writes; they are on disk when this returns.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the commit fails; the writes are then rolled back.
+    pub fn commit(&mut self) -> Result<(), StorageError> {
+        self.savepoints = 0;
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.conn.execute_batch("COMMIT").map_err(|e| {
+            self.rollback();
+            StorageError::context("commit", e)
+        })
+    }
+
+    /// Drops every write of the current dispatch.
+    pub fn rollback(&mut self) {
+        self.savepoints = 0;
+        if !self.conn.is_autocommit() {
+            // A failed rollback leaves SQLite to roll back when the
+            // connection closes, which discarding the actor does.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+
+    /// Opens a nested transaction (`state.storage.transaction`).
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when SQLite refuses.
+    pub fn savepoint(&mut self) -> Result<(), StorageError> {
+        self.conn
+            .execute_batch("SAVEPOINT user_txn")
+            .map_err(|e| StorageError::context("open a transaction", e))?;
+        self.savepoints += 1;
+        Ok(())
+    }
+
+    /// Keeps the writes of the innermost nested transaction.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when no nested transaction is open or SQLite refuses.
+    pub fn release_savepoint(&mut self) -> Result<(), StorageError> {
+        self.close_savepoint("RELEASE user_txn")
+    }
+
+    /// Drops the writes of the innermost nested transaction.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when no nested transaction is open or SQLite refuses.
+    pub fn rollback_savepoint(&mut self) -> Result<(), StorageError> {
+        self.close_savepoint("ROLLBACK TO user_txn; RELEASE user_txn")
+    }
+
+    fn close_savepoint(&mut self, sql: &str) -> Result<(), StorageError> {
+        if self.savepoints == 0 {
+            return Err(StorageError("no transaction is open".to_string()));
+        }
+        self.conn
+            .execute_batch(sql)
+            .map_err(|e| StorageError::context("close a transaction", e))?;
+        self.savepoints -= 1;
+        Ok(())
+    }
+
+    /// The JSON text stored under `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the read fails.
+    pub fn get(&self, key: &str) -> Result<Option<String>, StorageError> {
+        let read = |e| StorageError::context("read a key", e);
+        self.conn
+            .prepare_cached("SELECT value_json FROM kv WHERE key = ?1")
+            .map_err(read)?
+            .query_row([key], |row| row.get::<_, String>(0))
+            .optional()
+            .map_err(read)
+    }
+
+    /// Stores JSON text under `key`, replacing any value.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the write fails.
+    pub fn put(&self, key: &str, value_json: &str) -> Result<(), StorageError> {
+        let write = |e| StorageError::context("write a key", e);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO kv (key, value_json, updated_at_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET
+                     value_json = excluded.value_json, updated_at_ms = excluded.updated_at_ms",
+            )
+            .map_err(write)?
+            .execute(params![key, value_json, now_ms()])
+            .map_err(write)?;
+        Ok(())
+    }
+
+    /// Removes `key`; true if it existed.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the write fails.
+    pub fn delete(&self, key: &str) -> Result<bool, StorageError> {
+        let write = |e| StorageError::context("delete a key", e);
+        let removed = self
+            .conn
+            .prepare_cached("DELETE FROM kv WHERE key = ?1")
+            .map_err(write)?
+            .execute([key])
+            .map_err(write)?;
+        Ok(removed > 0)
+    }
+
+    /// Removes every key; returns how many there were.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the write fails.
+    pub fn delete_all(&self) -> Result<usize, StorageError> {
+        self.conn
+            .execute("DELETE FROM kv", [])
+            .map_err(|e| StorageError::context("delete every key", e))
+    }
+
+    /// Keys and JSON values in key order (by UTF-8 bytes), optionally only
+    /// those starting with `prefix` (matched literally) and at most `limit`.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the read fails.
+    pub fn list(
+        &self,
+        prefix: Option<&str>,
+        limit: Option<u64>,
+    ) -> Result<Vec<(String, String)>, StorageError> {
+        let read = |e| StorageError::context("list keys", e);
+        let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let prefix = prefix.unwrap_or("");
+        // Every key that starts with the prefix sorts at or after it and
+        // before the prefix followed by byte 0xF5, which never occurs in
+        // UTF-8; no other key falls in that range. The range uses the
+        // primary key's index.
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT key, value_json FROM kv
+                 WHERE ?1 = '' OR (key >= ?1 AND key < ?1 || CAST(x'F5' AS TEXT))
+                 ORDER BY key LIMIT ?2",
+            )
+            .map_err(read)?;
+        let rows = stmt
+            .query_map(params![prefix, limit], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(read)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(read)
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> (tempfile::TempDir, ObjectStorage) {
+        let dir = tempfile::tempdir().unwrap();
+        let id = ObjectId::new("COUNTER", "t").unwrap();
+        let storage = ObjectStorage::open(dir.path(), &id).unwrap();
+        (dir, storage)
+    }
+
+    fn keys(entries: Vec<(String, String)>) -> Vec<String> {
+        entries.into_iter().map(|(k, _)| k).collect()
+    }
+
+    #[test]
+    fn lists_prefixes_literally_and_in_order() {
+        let (_dir, s) = open();
+        for key in [
+            "user_1",
+            "userA",
+            "percent%",
+            "percentA1",
+            "b",
+            "a",
+            "é",
+            "z\u{10FFFF}x",
+        ] {
+            s.put(key, "1").unwrap();
+        }
+        assert_eq!(keys(s.list(Some("user_"), None).unwrap()), ["user_1"]);
+        assert_eq!(keys(s.list(Some("percent%"), None).unwrap()), ["percent%"]);
+        assert_eq!(keys(s.list(Some("z"), None).unwrap()), ["z\u{10FFFF}x"]);
+        assert_eq!(
+            keys(s.list(None, Some(3)).unwrap()),
+            ["a", "b", "percent%"],
+            "sorted, limited without a prefix"
+        );
+        assert_eq!(s.list(None, None).unwrap().len(), 8);
+    }
+
+    #[test]
+    fn rollback_drops_a_dispatch_and_savepoints_nest() {
+        let (_dir, mut s) = open();
+        s.begin().unwrap();
+        s.put("kept", "1").unwrap();
+        s.savepoint().unwrap();
+        s.put("dropped", "2").unwrap();
+        s.rollback_savepoint().unwrap();
+        s.commit().unwrap();
+        assert_eq!(s.get("kept").unwrap().as_deref(), Some("1"));
+        assert_eq!(s.get("dropped").unwrap(), None);
+
+        s.begin().unwrap();
+        s.put("kept", "3").unwrap();
+        s.rollback();
+        assert_eq!(s.get("kept").unwrap().as_deref(), Some("1"));
+        assert!(s.release_savepoint().is_err(), "no savepoint is open");
+    }
+
+    #[test]
+    fn data_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = ObjectId::new("COUNTER", "again").unwrap();
+        let mut s = ObjectStorage::open(dir.path(), &id).unwrap();
+        s.begin().unwrap();
+        s.put("n", "5").unwrap();
+        s.commit().unwrap();
+        drop(s);
+        let s = ObjectStorage::open(dir.path(), &id).unwrap();
+        assert_eq!(s.get("n").unwrap().as_deref(), Some("5"));
+        assert!(database_path(dir.path(), &id).exists());
+    }
+}

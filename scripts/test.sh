@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: formatting, lints (host and guest), unit and
+# integration tests. Installs what the build needs first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+
+cargo fmt --all --check
+cargo clippy --locked --all-targets -- -D warnings
+CARGO_TARGET_DIR=target/guest cargo clippy --locked --release \
+  --target wasm32-wasip1 -p go-go-objects-guest -- -D warnings
+cargo test --locked

@@ -1,0 +1,319 @@
+//! Actors and dispatch: the reference's acceptance tests, limits, stubs.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use crate::support::{ServerBuilder, TestServer, fixture};
+
+async fn reference() -> TestServer {
+    ServerBuilder::new(fixture("reference/objects.js"))
+        .start()
+        .await
+}
+
+#[tokio::test]
+async fn twenty_concurrent_first_calls_start_one_actor() {
+    let server = Arc::new(reference().await);
+    let calls = (0..20).map(|_| {
+        let server = server.clone();
+        tokio::spawn(async move {
+            server
+                .rpc("COUNTER", "first", "increment", json!([1]))
+                .await
+        })
+    });
+    for call in calls {
+        assert_eq!(call.await.unwrap().status, 200);
+    }
+    assert_eq!(server.runtime.actor_starts(), 1);
+    assert_eq!(
+        server.call("COUNTER", "first", "value", json!([])).await,
+        20
+    );
+}
+
+#[tokio::test]
+async fn async_read_await_write_calls_never_interleave() {
+    let server = Arc::new(reference().await);
+    let calls = (0..16).map(|_| {
+        let server = server.clone();
+        tokio::spawn(async move {
+            server
+                .rpc("COUNTER", "serial", "asyncReadThenIncrement", json!([]))
+                .await
+        })
+    });
+    let mut results: Vec<i64> = Vec::new();
+    for call in calls {
+        results.push(call.await.unwrap().result().as_i64().unwrap());
+    }
+    results.sort_unstable();
+    assert_eq!(results, (1..=16).collect::<Vec<_>>());
+    assert_eq!(
+        server.call("COUNTER", "serial", "value", json!([])).await,
+        16
+    );
+}
+
+#[tokio::test]
+async fn async_results_rejections_and_coded_errors() {
+    let server = reference().await;
+    assert_eq!(
+        server
+            .call("COUNTER", "a", "asyncIncrement", json!([7]))
+            .await,
+        7
+    );
+    assert_eq!(server.call("COUNTER", "a", "value", json!([])).await, 7);
+
+    let rejected = server.rpc("COUNTER", "a", "rejectAsync", json!([])).await;
+    assert_eq!(
+        (rejected.status, rejected.code().as_str()),
+        (500, "execution_error")
+    );
+    assert!(
+        rejected.message().contains("rejected on purpose"),
+        "{}",
+        rejected.text
+    );
+
+    let coded = server
+        .rpc("COUNTER", "a", "badStorageAfterAwait", json!([]))
+        .await;
+    assert_eq!((coded.status, coded.code().as_str()), (400, "bad_request"));
+    assert!(
+        coded.message().contains("must not be empty"),
+        "{}",
+        coded.text
+    );
+}
+
+#[tokio::test]
+async fn a_never_settling_promise_times_out_at_once_and_cannot_write_later() {
+    let server = reference().await;
+    let pending = server.rpc("COUNTER", "p", "pending", json!([])).await;
+    assert_eq!((pending.status, pending.code().as_str()), (504, "timeout"));
+    assert!(
+        pending.message().contains("can never settle"),
+        "detected, not waited out: {}",
+        pending.text
+    );
+
+    let late = server
+        .rpc("COUNTER", "p", "latePendingWrite", json!([]))
+        .await;
+    assert_eq!(late.status, 504);
+    // The timed-out actor was discarded: the continuation it left behind is
+    // gone with it, so nothing can write `late`.
+    assert_eq!(
+        server.call("COUNTER", "p", "resolveLate", json!([])).await,
+        false
+    );
+    assert_eq!(server.call("COUNTER", "p", "lateValue", json!([])).await, 0);
+    assert_eq!(server.runtime.actor_starts(), 3);
+}
+
+#[tokio::test]
+async fn transactions_commit_roll_back_and_refuse_async_callbacks() {
+    let server = reference().await;
+    let refused = server
+        .rpc("COUNTER", "t", "badAsyncTransaction", json!([]))
+        .await;
+    assert_eq!(
+        (refused.status, refused.code().as_str()),
+        (400, "bad_request")
+    );
+    assert!(
+        refused.message().contains("synchronous"),
+        "{}",
+        refused.text
+    );
+    assert_eq!(
+        server
+            .call("COUNTER", "t", "get", json!(["inTransaction"]))
+            .await,
+        "missing"
+    );
+
+    assert_eq!(
+        server
+            .call("COUNTER", "t", "transfer", json!([5, false]))
+            .await,
+        5
+    );
+    let failed = server
+        .rpc("COUNTER", "t", "transfer", json!([3, true]))
+        .await;
+    assert_eq!(failed.status, 500);
+    assert_eq!(server.call("COUNTER", "t", "get", json!(["a"])).await, -5);
+    assert_eq!(server.call("COUNTER", "t", "get", json!(["b"])).await, 5);
+}
+
+#[tokio::test]
+async fn only_class_methods_are_callable() {
+    let server = reference().await;
+    for method in [
+        "hasOwnProperty",
+        "toString",
+        "constructor",
+        "__proto__",
+        "fetch",
+        "_private",
+        "nope",
+        "state",
+    ] {
+        let reply = server.rpc("COUNTER", "m", method, json!([])).await;
+        assert_eq!(
+            (reply.status, reply.code().as_str()),
+            (404, "method_not_found"),
+            "{method}"
+        );
+    }
+    assert_eq!(server.call("COUNTER", "m", "value", json!([])).await, 0);
+}
+
+#[tokio::test]
+async fn state_id_is_namespace_name_and_hash() {
+    let server = reference().await;
+    let id = server.call("COUNTER", "who", "whoami", json!([])).await;
+    assert_eq!(id["namespace"], "COUNTER");
+    assert_eq!(id["name"], "who");
+    assert_eq!(id["hash"].as_str().unwrap().len(), 64);
+}
+
+#[tokio::test]
+async fn fetch_handlers_sync_and_async() {
+    let server = reference().await;
+    server
+        .call("COUNTER", "global", "increment", json!([3]))
+        .await;
+    let count = server.request("GET", "/fetch/COUNTER/global/count").await;
+    assert_eq!((count.status, count.text.as_str()), (200, "3"));
+    assert_eq!(count.headers["x-counter"], "yes");
+    let async_count = server
+        .request("GET", "/fetch/COUNTER/global/async-count")
+        .await;
+    assert_eq!((async_count.status, async_count.text.as_str()), (202, "3"));
+    assert_eq!(async_count.headers["x-async"], "yes");
+}
+
+#[tokio::test]
+async fn stubs_call_other_objects_and_refuse_cycles() {
+    let server = reference().await;
+    server.call("COUNTER", "b", "increment", json!([5])).await;
+    assert_eq!(
+        server
+            .call("COUNTER", "a", "callOther", json!(["b", "value"]))
+            .await,
+        5
+    );
+    assert_eq!(
+        server
+            .call("COUNTER", "a", "callOther", json!(["b", "increment", [2]]))
+            .await,
+        7
+    );
+
+    let to_self = server.rpc("COUNTER", "a", "callSelf", json!([])).await;
+    assert_eq!(
+        (to_self.status, to_self.code().as_str()),
+        (400, "bad_request")
+    );
+    assert!(to_self.message().contains("call cycle"), "{}", to_self.text);
+
+    let cycle = server.rpc("COUNTER", "a", "pingPong", json!(["b"])).await;
+    assert_eq!((cycle.status, cycle.code().as_str()), (400, "bad_request"));
+    assert!(
+        cycle
+            .message()
+            .contains("COUNTER/a -> COUNTER/b -> COUNTER/a"),
+        "{}",
+        cycle.text
+    );
+
+    let missing = server
+        .rpc("COUNTER", "a", "callOther", json!(["b", "nope"]))
+        .await;
+    assert_eq!(missing.code(), "method_not_found");
+}
+
+#[tokio::test]
+async fn a_runaway_object_gets_504_while_another_keeps_answering() {
+    let server = Arc::new(
+        ServerBuilder::new(fixture("reference/objects.js"))
+            .limits(|l| l.cpu_fuel = 2_000_000_000)
+            .start()
+            .await,
+    );
+    let runaway = {
+        let server = server.clone();
+        tokio::spawn(async move { server.rpc("COUNTER", "loop", "burn", json!([])).await })
+    };
+    assert_eq!(
+        server.call("COUNTER", "calm", "increment", json!([])).await,
+        1
+    );
+    let runaway = runaway.await.unwrap();
+    assert_eq!((runaway.status, runaway.code().as_str()), (504, "timeout"));
+    assert!(runaway.message().contains("fuel"), "{}", runaway.text);
+
+    assert_eq!(
+        server.call("COUNTER", "loop", "increment", json!([])).await,
+        1
+    );
+    assert_eq!(
+        server.call("COUNTER", "calm", "increment", json!([])).await,
+        2
+    );
+}
+
+#[tokio::test]
+async fn the_wall_clock_deadline_answers_504() {
+    let server = ServerBuilder::new(fixture("reference/objects.js"))
+        .limits(|l| {
+            l.cpu_timeout = Some(std::time::Duration::from_millis(50));
+            l.cpu_fuel = u64::MAX;
+        })
+        .start()
+        .await;
+    let reply = server.rpc("COUNTER", "slow", "spin", json!([5000])).await;
+    assert_eq!((reply.status, reply.code().as_str()), (504, "timeout"));
+    assert!(reply.message().contains("--cpu-timeout"), "{}", reply.text);
+    assert_eq!(
+        server.call("COUNTER", "slow", "increment", json!([])).await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_same_dispatch_on_a_fresh_object_costs_the_same_fuel() {
+    let server = reference().await;
+    let mut fuels = Vec::new();
+    for i in 0..5 {
+        let name = format!("fresh-{i}");
+        let reply = server.rpc("COUNTER", &name, "increment", json!([2])).await;
+        assert_eq!(reply.result(), 2);
+        fuels.push(reply.fuel());
+    }
+    assert!(fuels[0] > 0);
+    assert!(
+        fuels.iter().all(|&f| f == fuels[0]),
+        "fuel differs: {fuels:?}"
+    );
+
+    let mut more = Vec::new();
+    for i in 0..3 {
+        let reply = server
+            .rpc(
+                "COUNTER",
+                &format!("fresh-{i}"),
+                "transfer",
+                json!([1, false]),
+            )
+            .await;
+        more.push(reply.fuel());
+    }
+    assert!(more.iter().all(|&f| f == more[0]), "fuel differs: {more:?}");
+    assert_ne!(more[0], fuels[0], "different work costs different fuel");
+}

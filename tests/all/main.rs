@@ -1,0 +1,17 @@
+//! The integration suite: one binary, one module per area.
+//!
+//! Every test uses the real guest module, real SQLite files in a temporary
+//! directory and real HTTP on 127.0.0.1.
+
+#![allow(
+    unreachable_pub,
+    reason = "test modules share helpers within this one crate"
+)]
+
+mod bundles;
+mod cases;
+mod dispatch;
+mod gateway;
+mod seed;
+mod storage;
+mod support;
