@@ -2,6 +2,8 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use crate::{alarms::RetryPolicy, clock::SharedClock};
+
 /// Default storage root.
 pub const DEFAULT_STORAGE: &str = "./var/durable-objects";
 
@@ -25,6 +27,19 @@ pub const DEFAULT_MAX_KEY_BYTES: usize = 2048;
 
 /// Default largest stored value, as encoded JSON (Cloudflare's limit).
 pub const DEFAULT_MAX_VALUE_BYTES: usize = 128 * 1024;
+
+/// Default bound on how late the alarm loop notices a due alarm it was not
+/// told about (it is woken at once for alarms set through this runtime).
+pub const DEFAULT_ALARM_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Default time an actor may stay idle before it is evicted.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// Default period of the idle evictor.
+pub const DEFAULT_IDLE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Default bound on the time shutdown waits for in-flight dispatches.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// The limits applied to every actor.
 #[derive(Debug, Clone)]
@@ -53,6 +68,49 @@ impl Default for Limits {
     }
 }
 
+/// How alarms are delivered.
+#[derive(Debug, Clone)]
+pub struct AlarmConfig {
+    /// The longest the background loop sleeps before looking for due alarms
+    /// again; `None` disables the loop (alarms are still stored, and
+    /// [`crate::Runtime::run_due_alarms`] delivers them on demand).
+    pub interval: Option<Duration>,
+    /// How failed alarms are retried.
+    pub retry: RetryPolicy,
+}
+
+impl Default for AlarmConfig {
+    fn default() -> Self {
+        Self {
+            interval: Some(DEFAULT_ALARM_INTERVAL),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// When live actors are evicted (their instance dropped, their database
+/// closed; state stays on disk).
+#[derive(Debug, Clone)]
+pub struct EvictionConfig {
+    /// An actor idle this long is evicted; `None` disables idle eviction.
+    pub idle_timeout: Option<Duration>,
+    /// How often the idle evictor runs; `None` disables the loop.
+    pub idle_interval: Option<Duration>,
+    /// The most live actors; past it, the least recently used idle ones are
+    /// evicted. `None` is no bound.
+    pub max_live_objects: Option<usize>,
+}
+
+impl Default for EvictionConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            idle_interval: Some(DEFAULT_IDLE_INTERVAL),
+            max_live_objects: None,
+        }
+    }
+}
+
 /// Everything a [`crate::Runtime`] needs besides the bundle.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -60,6 +118,12 @@ pub struct RuntimeConfig {
     pub storage_root: PathBuf,
     /// Per-actor limits.
     pub limits: Limits,
+    /// Alarm delivery.
+    pub alarms: AlarmConfig,
+    /// Eviction of live actors.
+    pub eviction: EvictionConfig,
+    /// The time source of alarms, eviction and `Date.now()` in JavaScript.
+    pub clock: SharedClock,
 }
 
 impl Default for RuntimeConfig {
@@ -67,6 +131,9 @@ impl Default for RuntimeConfig {
         Self {
             storage_root: PathBuf::from(DEFAULT_STORAGE),
             limits: Limits::default(),
+            alarms: AlarmConfig::default(),
+            eviction: EvictionConfig::default(),
+            clock: SharedClock::default(),
         }
     }
 }

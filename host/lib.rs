@@ -38,8 +38,10 @@
 //! # }
 //! ```
 
+pub mod alarms;
 pub mod bundle;
 pub mod cli;
+pub mod clock;
 pub mod config;
 mod engine;
 pub mod error;

@@ -30,6 +30,9 @@
   const PromiseResolve = Promise.resolve;
   const PromiseThen = Promise.prototype.then;
   const ErrorCtor = Error;
+  const TypeErrorCtor = TypeError;
+  const DateGetTime = Date.prototype.getTime;
+  const MathTrunc = Math.trunc;
   const StringCtor = String;
   const SymbolIterator = Symbol.iterator;
   const SymbolToString = Symbol.prototype.toString;
@@ -63,8 +66,8 @@
   // never mistaken for one.
   const codedErrors = new WeakSetCtor();
 
-  function coded(code, message) {
-    const error = new ErrorCtor(message);
+  function coded(code, message, Ctor) {
+    const error = new (Ctor || ErrorCtor)(message);
     defineProperty(error, 'code', { value: code, writable: true, configurable: true });
     ReflectApply(WeakSetAdd, codedErrors, [error]);
     return error;
@@ -242,6 +245,28 @@
     return request;
   }
 
+  // Epoch milliseconds from a number or a Date; anything else, and times
+  // that are not positive, are a TypeError (a bad_request if uncaught).
+  function alarmTime(time) {
+    let ms = time;
+    if (time !== null && typeof time === 'object') {
+      try {
+        ms = ReflectApply(DateGetTime, time, []);
+      } catch (_) {
+        throw coded('bad_request', 'setAlarm expects epoch milliseconds or a Date', TypeErrorCtor);
+      }
+    }
+    if (typeof ms !== 'number') {
+      throw coded('bad_request', 'setAlarm expects epoch milliseconds or a Date, got ' + typeof ms,
+        TypeErrorCtor);
+    }
+    if (!(ms >= 1) || ms > 8640000000000000) {
+      throw coded('bad_request', 'setAlarm cannot be called with an alarm time ' + StringCtor(ms) +
+        ': it must be a positive number of milliseconds', TypeErrorCtor);
+    }
+    return MathTrunc(ms);
+  }
+
   // A plain object of key -> value whose iteration (for...of) yields
   // [key, value] pairs in key order, whatever the keys look like.
   function listResult(entries) {
@@ -280,6 +305,15 @@
       },
       deleteAll() {
         return host({ op: 'deleteAll' });
+      },
+      setAlarm(time) {
+        host({ op: 'setAlarm', time: alarmTime(time) });
+      },
+      getAlarm() {
+        return host({ op: 'getAlarm' });
+      },
+      deleteAlarm() {
+        host({ op: 'deleteAlarm' });
       },
       transaction(callback) {
         if (typeof callback !== 'function') {
@@ -468,6 +502,14 @@
     return ReflectApply(method, instance, input.args);
   }
 
+  // A class without alarm() consumes its alarms.
+  function startAlarm(input) {
+    const handler = instance.alarm;
+    if (typeof handler !== 'function') return undefined;
+    const info = freeze({ retryCount: input.retryCount, isRetry: input.isRetry });
+    return ReflectApply(handler, instance, [info]);
+  }
+
   function startFetch(input) {
     const handler = instance.fetch;
     if (typeof handler !== 'function') throw coded('fetch_not_implemented', 'fetch not implemented');
@@ -549,6 +591,9 @@
           settle(startRpc(input), rpcOutcome);
         } else if (input.kind === 'fetch') {
           settle(startFetch(input), fetchOutcome);
+        } else if (input.kind === 'alarm') {
+          // The handler's value is not used; only how it settled counts.
+          settle(startAlarm(input), () => rpcOutcome(null));
         } else {
           outcome = errorOutcome('bad_request', 'unknown dispatch kind `' + input.kind + '`');
         }

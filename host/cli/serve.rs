@@ -8,8 +8,10 @@ use tokio::net::TcpListener;
 
 use super::parse::{parse_byte_size, parse_duration};
 use crate::{
+    alarms::{self, RetryPolicy},
     bundle::{self, Bundle},
-    config::{self, Limits, RuntimeConfig},
+    clock::SharedClock,
+    config::{self, AlarmConfig, EvictionConfig, Limits, RuntimeConfig},
     gateway::{self, GatewayOptions},
     runtime::Runtime,
 };
@@ -54,6 +56,39 @@ pub struct ServeArgs {
     #[arg(long, value_name = "BYTES", default_value = "128MiB", value_parser = parse_byte_size)]
     pub max_memory: u64,
 
+    /// Longest the alarm loop sleeps before it looks for due alarms again;
+    /// alarms set through this server are noticed at once (0 disables alarm
+    /// delivery; alarms stay stored).
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub alarm_interval: Duration,
+
+    /// Delay before the first retry of a failed alarm; each further retry
+    /// waits twice as long.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub alarm_retry_delay: Duration,
+
+    /// Retries of a failed alarm before it is dropped.
+    #[arg(long, value_name = "COUNT", default_value_t = alarms::DEFAULT_MAX_RETRIES)]
+    pub alarm_max_retries: u32,
+
+    /// An actor idle this long is evicted; its state stays on disk (0
+    /// disables idle eviction).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// How often idle actors are looked for (0 disables the idle evictor).
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
+    pub idle_interval: Duration,
+
+    /// Most live actors; past it the least recently used idle ones are
+    /// evicted (0: no bound).
+    #[arg(long, value_name = "COUNT", default_value_t = 0)]
+    pub max_live_objects: usize,
+
+    /// How long shutdown waits for running dispatches to finish.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
     /// Largest request body the gateway accepts; larger ones get 413.
     #[arg(long, value_name = "BYTES", default_value = "16MiB", value_parser = parse_byte_size)]
     pub max_request_bytes: u64,
@@ -72,10 +107,11 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The runtime configuration these flags describe.
     pub fn runtime_config(&self) -> RuntimeConfig {
+        let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
         RuntimeConfig {
             storage_root: self.storage.clone(),
             limits: Limits {
-                cpu_timeout: (!self.cpu_timeout.is_zero()).then_some(self.cpu_timeout),
+                cpu_timeout: nonzero(self.cpu_timeout),
                 cpu_fuel: if self.cpu_fuel == 0 {
                     u64::MAX
                 } else {
@@ -84,6 +120,19 @@ impl ServeArgs {
                 max_memory: self.max_memory,
                 ..Limits::default()
             },
+            alarms: AlarmConfig {
+                interval: nonzero(self.alarm_interval),
+                retry: RetryPolicy {
+                    first_delay: self.alarm_retry_delay,
+                    max_retries: self.alarm_max_retries,
+                },
+            },
+            eviction: EvictionConfig {
+                idle_timeout: nonzero(self.idle_timeout),
+                idle_interval: nonzero(self.idle_interval),
+                max_live_objects: (self.max_live_objects > 0).then_some(self.max_live_objects),
+            },
+            clock: SharedClock::default(),
         }
     }
 
@@ -138,12 +187,38 @@ impl ServeArgs {
             tracing::info!(namespace, class, "serving");
         }
 
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("the server failed")?;
-        tracing::info!("shut down");
+        runtime.start_background();
+        serve_until_signal(listener, app, self.shutdown_timeout).await?;
+        let report = runtime.shutdown(self.shutdown_timeout).await;
+        tracing::info!(still_busy = report.still_busy, "shut down");
         Ok(())
+    }
+}
+
+/// Serves until SIGINT or SIGTERM, then stops accepting and lets open
+/// requests finish, for at most `grace`.
+async fn serve_until_signal(
+    listener: TcpListener,
+    app: axum::Router,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async {
+        shutdown_signal().await;
+        let _ = signalled.send(());
+    });
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        served = &mut server => return served.context("the server failed"),
+        _ = on_signal => {}
+    }
+    tracing::info!("shutting down: no new connections, finishing open requests");
+    match tokio::time::timeout(grace, server).await {
+        Ok(served) => served.context("the server failed"),
+        Err(_) => {
+            tracing::warn!("open requests did not finish within {grace:?}; closing them");
+            Ok(())
+        }
     }
 }
 

@@ -18,7 +18,13 @@ use wasmtime::{Caller, Linker, bail, error::Context, format_err};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::{
-    bundle::ClassMap, config::Limits, engine::MemoryLimiter, error::DispatchError, id::ObjectId,
+    alarms::AlarmIndex,
+    bundle::ClassMap,
+    clock::{GuestWallClock, SharedClock},
+    config::Limits,
+    engine::MemoryLimiter,
+    error::DispatchError,
+    id::ObjectId,
     storage::ObjectStorage,
 };
 
@@ -80,28 +86,65 @@ pub(crate) struct HostContext {
     pub(crate) classes: Arc<ClassMap>,
     /// Where stub calls go; `None` for the probe.
     pub(crate) stubs: Option<Arc<dyn StubDispatcher>>,
+    /// The alarm index, told of alarms before and after they are stored;
+    /// `None` for the probe.
+    pub(crate) alarms: Option<Arc<AlarmIndex>>,
+    /// The time source, also the guest's wall clock.
+    pub(crate) clock: SharedClock,
     /// The current dispatch's caller chain and deadline.
     pub(crate) call: CallContext,
+    /// Whether the current dispatch set or deleted the alarm.
+    pub(crate) alarm_changed: bool,
     /// The answer to the last `host_call`, until the guest fetches it.
     pending_answer: Option<Vec<u8>>,
 }
 
+/// What an object's [`HostContext`] is built from.
+pub(crate) struct ObjectServices {
+    /// Its database.
+    pub(crate) storage: ObjectStorage,
+    /// Where stub calls go.
+    pub(crate) stubs: Arc<dyn StubDispatcher>,
+    /// The alarm index.
+    pub(crate) alarms: Arc<AlarmIndex>,
+}
+
 impl HostContext {
-    /// A context for `id` with nothing pending.
-    pub(crate) fn new(
+    /// A context for the object `id`.
+    pub(crate) fn for_object(
         id: ObjectId,
-        storage: Option<ObjectStorage>,
+        services: ObjectServices,
         limits: Limits,
         classes: Arc<ClassMap>,
-        stubs: Option<Arc<dyn StubDispatcher>>,
+        clock: SharedClock,
     ) -> Self {
         Self {
             id,
-            storage,
+            storage: Some(services.storage),
             limits,
             classes,
-            stubs,
+            stubs: Some(services.stubs),
+            alarms: Some(services.alarms),
+            clock,
             call: CallContext::default(),
+            alarm_changed: false,
+            pending_answer: None,
+        }
+    }
+
+    /// A context for the start-up probe that only evaluates the bundle: no
+    /// storage, no stubs, no alarms.
+    pub(crate) fn probe(limits: Limits, clock: SharedClock) -> Self {
+        Self {
+            id: ObjectId::new("bundle", "probe").expect("a valid id"),
+            storage: None,
+            limits,
+            classes: Arc::default(),
+            stubs: None,
+            alarms: None,
+            clock,
+            call: CallContext::default(),
+            alarm_changed: false,
             pending_answer: None,
         }
     }
@@ -112,7 +155,9 @@ impl ActorState {
     /// environment, no arguments and no sockets; guest stdout and stderr go
     /// nowhere (console output reaches the log through [`names::IMPORT_LOG`]).
     pub(crate) fn new(host: HostContext) -> Self {
-        let wasi = wasmtime_wasi::WasiCtxBuilder::new().build_p1();
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+            .wall_clock(GuestWallClock(host.clock.clone()))
+            .build_p1();
         let limiter = MemoryLimiter::new(host.limits.max_memory);
         Self {
             wasi,

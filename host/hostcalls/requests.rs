@@ -12,7 +12,7 @@ use super::HostContext;
 use crate::{
     error::{DispatchError, ErrorCode},
     id::ObjectId,
-    storage::ObjectStorage,
+    storage::{AlarmRow, ObjectStorage},
 };
 
 /// One request from the guest.
@@ -38,6 +38,12 @@ enum HostRequest {
     TransactionCommit,
     /// ...or drops them.
     TransactionRollback,
+    /// `storage.setAlarm(time)`: `time` in milliseconds since the epoch.
+    SetAlarm { time: f64 },
+    /// `storage.getAlarm()`: the due time, or null.
+    GetAlarm,
+    /// `storage.deleteAlarm()`.
+    DeleteAlarm,
     /// `env.NS.getByName(name)`: the validated id.
     ObjectId { namespace: String, name: String },
     /// `stub.rpc(method, args)`: `args` is a JSON array as text; the answer's
@@ -122,6 +128,19 @@ fn perform(host: &mut HostContext, request: HostRequest) -> Result<Value, Dispat
                 .map_err(storage_error)?;
             Ok(Value::Null)
         }
+        HostRequest::SetAlarm { time } => {
+            set_alarm(host, time)?;
+            Ok(Value::Null)
+        }
+        HostRequest::GetAlarm => Ok(storage(host)?
+            .alarm()
+            .map_err(storage_error)?
+            .map_or(Value::Null, |alarm| Value::from(alarm.due_ms))),
+        HostRequest::DeleteAlarm => {
+            storage(host)?.delete_alarm().map_err(storage_error)?;
+            host.alarm_changed = true;
+            Ok(Value::Null)
+        }
         HostRequest::ObjectId { namespace, name } => {
             let id = stub_target(host, &namespace, &name)?;
             Ok(serde_json::to_value(&id).expect("ids encode as JSON"))
@@ -142,6 +161,34 @@ fn perform(host: &mut HostContext, request: HostRequest) -> Result<Value, Dispat
             Ok(Value::String(stubs.call(&host.call, target, method, args)?))
         }
     }
+}
+
+/// The largest alarm time accepted: the last instant a JavaScript `Date`
+/// can represent.
+const MAX_ALARM_MS: f64 = 8_640_000_000_000_000.0;
+
+/// Stores the alarm after making sure the index will wake the object by
+/// then, so that a crash between the two can never lose it.
+fn set_alarm(host: &mut HostContext, time: f64) -> Result<(), DispatchError> {
+    if !(1.0..=MAX_ALARM_MS).contains(&time) {
+        return Err(DispatchError::bad_request(format!(
+            "setAlarm needs a positive time in milliseconds since the epoch, got {time}"
+        )));
+    }
+    let due_ms = time.trunc() as u64;
+    let alarms = host.alarms.clone().ok_or_else(|| {
+        DispatchError::bad_request("alarms are not available while the bundle loads")
+    })?;
+    alarms
+        .ensure_due_by(&host.id, due_ms)
+        .map_err(storage_error)?;
+    let alarm = AlarmRow {
+        due_ms,
+        retry_count: 0,
+    };
+    storage(host)?.set_alarm(alarm).map_err(storage_error)?;
+    host.alarm_changed = true;
+    Ok(())
 }
 
 fn storage(host: &HostContext) -> Result<&ObjectStorage, DispatchError> {

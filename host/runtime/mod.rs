@@ -1,50 +1,57 @@
 //! The actor runtime: one live actor per object, dispatches serialized per
 //! object.
 //!
-//! [`Runtime`] keeps a registry of actor slots keyed by [`ObjectId`]. A slot
-//! is an async mutex around an optional [`actor::Actor`]; a dispatch holds the
-//! slot's lock for its whole run (invocation, promise settlement and result
-//! conversion), so dispatches to one object never interleave, while other
-//! objects run in parallel on tokio's blocking threads. The first dispatch to
-//! find a slot empty starts the actor while holding the lock, so concurrent
-//! first calls start exactly one. A poisoned actor (trap, out of memory, a
-//! promise that can never settle) is dropped from its slot and the next
-//! dispatch starts a fresh one from storage.
+//! [`Runtime`] keeps a registry of actor slots keyed by [`ObjectId`]
+//! (`registry.rs`). A dispatch holds its object's slot for its whole run
+//! (invocation, promise settlement and result conversion), so dispatches to
+//! one object never interleave, while other objects run in parallel on
+//! tokio's blocking threads. The first dispatch to find a slot empty starts
+//! the actor while holding the slot, so concurrent first calls start exactly
+//! one. A poisoned actor (trap, out of memory, a promise that can never
+//! settle) is dropped from its slot and the next dispatch starts a fresh one
+//! from storage.
 //!
-//! The deadline of a dispatch starts when it gets the lock: time spent
+//! The deadline of a dispatch starts when it gets the slot: time spent
 //! waiting behind other dispatches is not charged.
+//!
+//! Alarms (`scheduler.rs`) and eviction go through the same slots, so an
+//! alarm never runs beside a request to its object, and a busy actor is
+//! never evicted. `background.rs` runs the alarm and eviction loops and the
+//! orderly shutdown.
 
 mod actor;
+mod background;
 mod envelope;
+mod registry;
+mod scheduler;
 
 use std::{
-    collections::HashMap,
     sync::{
         Arc, Mutex, Weak,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Instant,
 };
 
 use anyhow::Context;
-use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
+pub use background::ShutdownReport;
 pub use envelope::{
     DispatchKind, DispatchOutput, DispatchRequest, DispatchValue, FetchRequest, FetchResponse,
 };
 
 use crate::{
+    alarms::AlarmIndex,
     bundle::{Bundle, BundleError, ClassMap, Manifest, resolve_classes},
     config::RuntimeConfig,
     engine::GuestEngine,
     error::{DispatchError, ErrorCode},
-    hostcalls::{CallContext, HostContext, StubDispatcher},
+    hostcalls::{CallContext, HostContext, ObjectServices, StubDispatcher},
     id::ObjectId,
     storage::ObjectStorage,
 };
 use actor::Actor;
-
-type Slot = Arc<AsyncMutex<Option<Actor>>>;
+use registry::{Registry, SlotGuard};
 
 /// Serves the classes of one bundle, one actor per object.
 #[derive(Clone)]
@@ -57,8 +64,11 @@ struct Shared {
     bundle: Bundle,
     classes: Arc<ClassMap>,
     config: RuntimeConfig,
-    slots: Mutex<HashMap<ObjectId, Slot>>,
+    registry: Registry,
+    alarms: Arc<AlarmIndex>,
     actor_starts: AtomicU64,
+    background: Mutex<Option<background::Background>>,
+    stopping: AtomicBool,
 }
 
 /// Why a runtime could not be built.
@@ -67,21 +77,24 @@ pub enum StartError {
     /// The bundle or manifest is unusable.
     #[error(transparent)]
     Bundle(#[from] BundleError),
-    /// The engine could not be set up.
+    /// The engine or the storage root could not be set up.
     #[error("failed to start the engine: {0:#}")]
     Engine(anyhow::Error),
 }
 
 impl Runtime {
     /// Compiles the guest, evaluates the bundle once to learn its classes,
-    /// and checks them against the manifest. Blocks for the compilation
-    /// (seconds the first time; wasmtime caches the compiled module on disk).
+    /// checks them against the manifest, and loads the alarm schedule.
+    /// Blocks for the compilation (seconds the first time; wasmtime caches
+    /// the compiled module on disk). Background loops start with
+    /// [`Runtime::start_background`].
     ///
     /// # Errors
     ///
     /// [`StartError::Bundle`] naming the file and every problem when the
     /// bundle does not load or its classes do not fit the manifest;
-    /// [`StartError::Engine`] when wasmtime cannot be set up.
+    /// [`StartError::Engine`] when wasmtime or the storage root cannot be
+    /// set up.
     pub fn new(
         bundle: Bundle,
         manifest: Option<&Manifest>,
@@ -93,14 +106,20 @@ impl Runtime {
         std::fs::create_dir_all(&config.storage_root)
             .with_context(|| format!("failed to create `{}`", config.storage_root.display()))
             .map_err(StartError::Engine)?;
+        let alarms = AlarmIndex::open(&config.storage_root)
+            .context("failed to load the alarm index")
+            .map_err(StartError::Engine)?;
         Ok(Self {
             shared: Arc::new(Shared {
                 engine,
                 bundle,
                 classes: Arc::new(classes),
                 config,
-                slots: Mutex::new(HashMap::new()),
+                registry: Registry::default(),
+                alarms: Arc::new(alarms),
                 actor_starts: AtomicU64::new(0),
+                background: Mutex::new(None),
+                stopping: AtomicBool::new(false),
             }),
         })
     }
@@ -122,11 +141,13 @@ impl Runtime {
 
     /// How many objects currently have a live actor (or one starting).
     pub fn live_objects(&self) -> usize {
-        let slots = self.shared.slots.lock().expect("slot map lock");
-        slots
-            .values()
-            .filter(|slot| slot.try_lock().map_or(true, |actor| actor.is_some()))
-            .count()
+        self.shared.registry.live_count()
+    }
+
+    /// How many objects the alarm schedule holds (objects that have, or may
+    /// have, an alarm).
+    pub fn scheduled_alarms(&self) -> usize {
+        self.shared.alarms.len()
     }
 
     /// Delivers one RPC or fetch to an object, starting its actor if needed.
@@ -135,7 +156,7 @@ impl Runtime {
     ///
     /// A [`DispatchError`] whose code says what failed: an unknown namespace
     /// (before any actor starts), a missing method, the handler's own error,
-    /// a limit exceeded, or a storage failure.
+    /// a limit exceeded, a storage failure, or a runtime shutting down.
     pub async fn dispatch(
         &self,
         request: DispatchRequest,
@@ -144,7 +165,7 @@ impl Runtime {
     }
 
     /// Dispatches on behalf of `parent` (empty for a client request): refuses
-    /// a call cycle, and bounds the wait for the lock and the run by the
+    /// a call cycle, and bounds the wait for the slot and the run by the
     /// parent's deadline.
     async fn dispatch_within(
         &self,
@@ -152,13 +173,7 @@ impl Runtime {
         parent: CallContext,
     ) -> Result<DispatchOutput, DispatchError> {
         let DispatchRequest { id, kind } = request;
-        let Some(class) = self.shared.classes.class_for(id.namespace()) else {
-            return Err(DispatchError::new(
-                ErrorCode::UnknownNamespace,
-                format!("unknown durable object namespace {}", id.namespace()),
-            ));
-        };
-        let class = class.to_string();
+        let class = self.class_of(&id)?.to_string();
         if parent.chain.contains(&id) {
             let path: Vec<String> = parent.chain.iter().map(ToString::to_string).collect();
             return Err(DispatchError::bad_request(format!(
@@ -166,19 +181,48 @@ impl Runtime {
                 path.join(" -> ")
             )));
         }
+        let (guard, context) = self.acquire(&id, parent).await?;
+        let runtime = self.clone();
+        tokio::task::spawn_blocking(move || runtime.run_locked(guard, &id, &class, &kind, &context))
+            .await
+            .map_err(|e| {
+                DispatchError::new(ErrorCode::ExecutionError, format!("dispatch panicked: {e}"))
+            })?
+    }
 
-        let slot = self.slot(&id);
-        let guard = match parent.deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline.into(), slot.lock_owned())
-                .await
-                .map_err(|_| {
-                    DispatchError::new(
-                        ErrorCode::Timeout,
-                        format!("timed out waiting for {id}, which is busy"),
-                    )
-                })?,
-            None => slot.lock_owned().await,
-        };
+    /// The class serving `id`'s namespace.
+    fn class_of(&self, id: &ObjectId) -> Result<&str, DispatchError> {
+        self.shared
+            .classes
+            .class_for(id.namespace())
+            .ok_or_else(|| {
+                DispatchError::new(
+                    ErrorCode::UnknownNamespace,
+                    format!("unknown durable object namespace {}", id.namespace()),
+                )
+            })
+    }
+
+    /// Waits for the object's slot (bounded by the parent's deadline) and
+    /// builds the call context of the dispatch that will hold it.
+    async fn acquire(
+        &self,
+        id: &ObjectId,
+        parent: CallContext,
+    ) -> Result<(SlotGuard, CallContext), DispatchError> {
+        self.refuse_when_stopping()?;
+        let guard = self
+            .shared
+            .registry
+            .lock(id, parent.deadline)
+            .await
+            .ok_or_else(|| {
+                DispatchError::new(
+                    ErrorCode::Timeout,
+                    format!("timed out waiting for {id}, which is busy"),
+                )
+            })?;
+        self.refuse_when_stopping()?;
 
         let own_deadline = self
             .shared
@@ -192,44 +236,32 @@ impl Runtime {
         };
         let mut chain = parent.chain;
         chain.push(id.clone());
-        let context = CallContext { chain, deadline };
-
-        let runtime = self.clone();
-        tokio::task::spawn_blocking(move || runtime.run_locked(guard, &id, &class, &kind, &context))
-            .await
-            .map_err(|e| {
-                DispatchError::new(ErrorCode::ExecutionError, format!("dispatch panicked: {e}"))
-            })?
+        Ok((guard, CallContext { chain, deadline }))
     }
 
-    fn slot(&self, id: &ObjectId) -> Slot {
-        let mut slots = self.shared.slots.lock().expect("slot map lock");
-        slots.entry(id.clone()).or_default().clone()
+    fn refuse_when_stopping(&self) -> Result<(), DispatchError> {
+        if self.shared.stopping.load(Ordering::SeqCst) {
+            return Err(DispatchError::new(
+                ErrorCode::ActorStartFailed,
+                "the runtime is shutting down",
+            ));
+        }
+        Ok(())
     }
 
-    /// Runs on a blocking thread with the object's lock held.
+    /// Runs on a blocking thread with the object's slot held.
     fn run_locked(
         &self,
-        mut guard: OwnedMutexGuard<Option<Actor>>,
+        mut guard: SlotGuard,
         id: &ObjectId,
         class: &str,
         kind: &DispatchKind,
         context: &CallContext,
     ) -> Result<DispatchOutput, DispatchError> {
         let started = Instant::now();
-        if guard.is_none() {
-            *guard = Some(self.start_actor(id, class, context)?);
-        }
-        let actor = guard.as_mut().expect("the actor was just started");
+        let actor = self.live_actor(&mut guard, id, class, context)?;
         let result = actor.dispatch(kind, context);
-        if actor.is_poisoned() {
-            tracing::info!(
-                namespace = id.namespace(),
-                name = id.name(),
-                "actor discarded"
-            );
-            *guard = None;
-        }
+        self.release(guard, id);
         match &result {
             Ok(output) => tracing::debug!(
                 namespace = id.namespace(),
@@ -250,6 +282,48 @@ impl Runtime {
         result
     }
 
+    /// The slot's actor, started first if the slot has none.
+    fn live_actor<'g>(
+        &self,
+        guard: &'g mut SlotGuard,
+        id: &ObjectId,
+        class: &str,
+        context: &CallContext,
+    ) -> Result<&'g mut Actor, DispatchError> {
+        guard.touch(self.shared.config.clock.now_ms());
+        let started = guard.state().actor.is_none();
+        if started {
+            guard.state().actor = Some(self.start_actor(id, class, context)?);
+        }
+        if started && let Some(max) = self.shared.config.eviction.max_live_objects {
+            for evicted in self.shared.registry.enforce_limit(max) {
+                tracing::debug!(
+                    namespace = evicted.namespace(),
+                    name = evicted.name(),
+                    "actor evicted (--max-live-objects)"
+                );
+            }
+        }
+        Ok(guard
+            .state()
+            .actor
+            .as_mut()
+            .expect("the actor was just started"))
+    }
+
+    /// Ends a dispatch: discards a poisoned actor and records the use.
+    fn release(&self, mut guard: SlotGuard, id: &ObjectId) {
+        if guard.state().actor.as_ref().is_some_and(Actor::is_poisoned) {
+            tracing::info!(
+                namespace = id.namespace(),
+                name = id.name(),
+                "actor discarded"
+            );
+            guard.state().actor = None;
+        }
+        guard.touch(self.shared.config.clock.now_ms());
+    }
+
     /// Opens the object's storage, instantiates the guest, loads the bundle
     /// and constructs the object.
     fn start_actor(
@@ -261,13 +335,17 @@ impl Runtime {
         let shared = &self.shared;
         let storage = ObjectStorage::open(&shared.config.storage_root, id)
             .map_err(|e| DispatchError::new(ErrorCode::StorageError, e.to_string()))?;
-        let stubs: Arc<dyn StubDispatcher> = Arc::new(Stubs(Arc::downgrade(shared)));
-        let host = HostContext::new(
+        let services = ObjectServices {
+            storage,
+            stubs: Arc::new(Stubs(Arc::downgrade(shared))),
+            alarms: shared.alarms.clone(),
+        };
+        let host = HostContext::for_object(
             id.clone(),
-            Some(storage),
+            services,
             shared.config.limits.clone(),
             shared.classes.clone(),
-            Some(stubs),
+            shared.config.clock.clone(),
         );
         let mut actor = Actor::instantiate(&shared.engine, host)?;
         if let Err(message) = actor.load(&shared.bundle, context)? {
@@ -292,8 +370,7 @@ fn describe_bundle(
     bundle: &Bundle,
     config: &RuntimeConfig,
 ) -> Result<Vec<crate::bundle::ExportInfo>, StartError> {
-    let probe_id = ObjectId::new("bundle", "probe").expect("a valid id");
-    let host = HostContext::new(probe_id, None, config.limits.clone(), Arc::default(), None);
+    let host = HostContext::probe(config.limits.clone(), config.clock.clone());
     let load_failed = |message: String| BundleError::Load {
         file: bundle.filename().to_string(),
         message,

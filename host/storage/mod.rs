@@ -29,6 +29,11 @@ pub use schema::SCHEMA_VERSION;
 pub struct StorageError(String);
 
 impl StorageError {
+    /// An error with `message`.
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+
     fn context(what: &str, e: impl std::fmt::Display) -> Self {
         Self(format!("failed to {what}: {e}"))
     }
@@ -278,6 +283,142 @@ impl ObjectStorage {
     }
 }
 
+/// The one alarm of an object, as its database holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlarmRow {
+    /// When it is due, in milliseconds since the Unix epoch.
+    pub due_ms: u64,
+    /// How many times its handler has already failed.
+    pub retry_count: u32,
+}
+
+impl ObjectStorage {
+    /// The object's alarm, if it has one.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the read fails.
+    pub fn alarm(&self) -> Result<Option<AlarmRow>, StorageError> {
+        read_alarm(&self.conn).map_err(|e| StorageError::context("read the alarm", e))
+    }
+
+    /// Replaces the object's alarm.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the write fails.
+    pub fn set_alarm(&self, alarm: AlarmRow) -> Result<(), StorageError> {
+        let due = i64::try_from(alarm.due_ms).unwrap_or(i64::MAX);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO alarms (singleton, due_at_ms, updated_at_ms, retry_count)
+                 VALUES (1, ?1, ?2, ?3)
+                 ON CONFLICT (singleton) DO UPDATE SET due_at_ms = excluded.due_at_ms,
+                     updated_at_ms = excluded.updated_at_ms, retry_count = excluded.retry_count",
+            )
+            .and_then(|mut stmt| stmt.execute(params![due, now_ms(), alarm.retry_count]))
+            .map_err(|e| StorageError::context("write the alarm", e))?;
+        Ok(())
+    }
+
+    /// Removes the object's alarm; true if there was one.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the write fails.
+    pub fn delete_alarm(&self) -> Result<bool, StorageError> {
+        self.conn
+            .prepare_cached("DELETE FROM alarms")
+            .and_then(|mut stmt| stmt.execute([]))
+            .map(|removed| removed > 0)
+            .map_err(|e| StorageError::context("delete the alarm", e))
+    }
+}
+
+fn read_alarm(conn: &Connection) -> rusqlite::Result<Option<AlarmRow>> {
+    conn.prepare_cached("SELECT due_at_ms, retry_count FROM alarms WHERE singleton = 1")?
+        .query_row([], |row| {
+            Ok(AlarmRow {
+                due_ms: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                retry_count: row.get(1)?,
+            })
+        })
+        .optional()
+}
+
+/// An object database found under a storage root, with its alarm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAlarm {
+    /// The object, as its `meta` table records it.
+    pub id: ObjectId,
+    /// Its alarm.
+    pub alarm: AlarmRow,
+}
+
+/// Reads the identity and alarm of the database at `path` without changing
+/// it; `None` when it has no alarm.
+///
+/// # Errors
+///
+/// [`StorageError`] naming the file when it cannot be read or its identity
+/// is missing or invalid.
+pub fn read_stored_alarm(path: &Path) -> Result<Option<StoredAlarm>, StorageError> {
+    let fail = |e: &dyn std::fmt::Display| StorageError(format!("`{}`: {e}", path.display()));
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| fail(&e))?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(|e| fail(&e))?;
+    let alarm = if version >= 2 {
+        read_alarm(&conn)
+    } else {
+        // Version 1 had no retry count; the database is migrated when its
+        // object next starts.
+        conn.query_row(
+            "SELECT due_at_ms FROM alarms WHERE singleton = 1",
+            [],
+            |row| {
+                Ok(AlarmRow {
+                    due_ms: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                    retry_count: 0,
+                })
+            },
+        )
+        .optional()
+    };
+    let Some(alarm) = alarm.map_err(|e| fail(&e))? else {
+        return Ok(None);
+    };
+    let meta = |key: &str| -> Result<String, StorageError> {
+        let json: String = conn
+            .query_row("SELECT value_json FROM meta WHERE key = ?1", [key], |row| {
+                row.get(0)
+            })
+            .map_err(|e| fail(&format!("no `{key}` in meta: {e}")))?;
+        serde_json::from_str(&json).map_err(|e| fail(&format!("bad `{key}` in meta: {e}")))
+    };
+    let id =
+        ObjectId::new(&meta("object.namespace")?, &meta("object.name")?).map_err(|e| fail(&e))?;
+    Ok(Some(StoredAlarm { id, alarm }))
+}
+
+/// Every object database under `root`, in no particular order.
+pub fn database_files(root: &Path) -> Vec<PathBuf> {
+    let Ok(dirs) = std::fs::read_dir(root.join("objects")) else {
+        return Vec::new();
+    };
+    dirs.flatten()
+        .flat_map(|dir| {
+            std::fs::read_dir(dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "sqlite"))
+        .collect()
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -342,6 +483,25 @@ mod tests {
         s.rollback();
         assert_eq!(s.get("kept").unwrap().as_deref(), Some("1"));
         assert!(s.release_savepoint().is_err(), "no savepoint is open");
+    }
+
+    #[test]
+    fn the_alarm_row_is_kept_and_found_from_the_file() {
+        let (dir, s) = open();
+        assert_eq!(s.alarm().unwrap(), None);
+        let row = AlarmRow {
+            due_ms: 1_700_000_000_000,
+            retry_count: 2,
+        };
+        s.set_alarm(row).unwrap();
+        assert_eq!(s.alarm().unwrap(), Some(row));
+        let files = database_files(dir.path());
+        assert_eq!(files.len(), 1);
+        let stored = read_stored_alarm(&files[0]).unwrap().unwrap();
+        assert_eq!((stored.id.name(), stored.alarm), ("t", row));
+        assert!(s.delete_alarm().unwrap());
+        assert!(!s.delete_alarm().unwrap());
+        assert_eq!(read_stored_alarm(&files[0]).unwrap(), None);
     }
 
     #[test]

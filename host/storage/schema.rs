@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes, stored in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Statements that bring a database from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -23,6 +23,9 @@ const MIGRATIONS: &[&str] = &[
          due_at_ms INTEGER NOT NULL,
          updated_at_ms INTEGER NOT NULL
      );",
+    // 1 -> 2: how many times the current alarm has already failed, so that
+    // retries keep their count (and their limit) across restarts.
+    "ALTER TABLE alarms ADD COLUMN retry_count INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// Creates or upgrades the schema; a database from a newer build is refused.

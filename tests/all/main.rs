@@ -8,6 +8,7 @@
     reason = "test modules share helpers within this one crate"
 )]
 
+mod alarms;
 mod bundles;
 mod cases;
 mod dispatch;

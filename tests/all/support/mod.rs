@@ -15,6 +15,7 @@ use std::{
 
 use go_go_objects::{
     bundle::{Bundle, Manifest},
+    clock::{ManualClock, SharedClock},
     config::{Limits, RuntimeConfig},
     gateway::{self, GatewayOptions},
     runtime::Runtime,
@@ -41,9 +42,10 @@ pub fn manifest(yaml: &str) -> Manifest {
 pub struct ServerBuilder {
     bundle: Bundle,
     manifest: Option<Manifest>,
-    limits: Limits,
+    config: RuntimeConfig,
     gateway: GatewayOptions,
     storage: Option<PathBuf>,
+    background: bool,
 }
 
 impl ServerBuilder {
@@ -51,9 +53,10 @@ impl ServerBuilder {
         Self {
             bundle,
             manifest: None,
-            limits: Limits::default(),
+            config: RuntimeConfig::default(),
             gateway: GatewayOptions::default(),
             storage: None,
+            background: false,
         }
     }
 
@@ -63,7 +66,19 @@ impl ServerBuilder {
     }
 
     pub fn limits(mut self, f: impl FnOnce(&mut Limits)) -> Self {
-        f(&mut self.limits);
+        f(&mut self.config.limits);
+        self
+    }
+
+    /// Changes the runtime configuration (alarms, eviction, clock).
+    pub fn config(mut self, f: impl FnOnce(&mut RuntimeConfig)) -> Self {
+        f(&mut self.config);
+        self
+    }
+
+    /// Uses `clock` for alarms, eviction and `Date.now()`.
+    pub fn clock(mut self, clock: &ManualClock) -> Self {
+        self.config.clock = SharedClock::new(clock.clone());
         self
     }
 
@@ -77,12 +92,19 @@ impl ServerBuilder {
         self
     }
 
+    /// Starts the alarm loop and the idle evictor (off by default: tests
+    /// drive them through the runtime).
+    pub fn background(mut self) -> Self {
+        self.background = true;
+        self
+    }
+
     pub async fn start(self) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let storage_root = self.storage.unwrap_or_else(|| dir.path().join("storage"));
         let config = RuntimeConfig {
             storage_root: storage_root.clone(),
-            limits: self.limits,
+            ..self.config
         };
         let (bundle, manifest) = (self.bundle, self.manifest);
         let runtime =
@@ -90,6 +112,9 @@ impl ServerBuilder {
                 .await
                 .unwrap()
                 .expect("runtime starts");
+        if self.background {
+            runtime.start_background();
+        }
         let app = gateway::router(runtime.clone(), self.gateway);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -225,13 +250,7 @@ impl TestServer {
 }
 
 pub fn count_databases(root: &Path) -> usize {
-    let Ok(dirs) = std::fs::read_dir(root.join("objects")) else {
-        return 0;
-    };
-    dirs.flatten()
-        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
-        .filter(|f| f.path().extension().is_some_and(|e| e == "sqlite"))
-        .count()
+    go_go_objects::storage::database_files(root).len()
 }
 
 /// The `go-go-objects` binary, started on an ephemeral port.

@@ -9,12 +9,16 @@
 //! settle; those three also *poison* the actor, which its owner then discards
 //! so that the next call builds a fresh one from storage.
 
+mod alarm;
+
 use std::time::Instant;
 
 use go_go_objects_abi::{ABI_VERSION, names, status};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use wasmtime::{Instance, Memory, Store, TypedFunc};
+
+pub(crate) use alarm::AlarmOutcome;
 
 use super::envelope::{DispatchKind, DispatchOutput, DispatchValue, FetchResponse};
 use crate::{
@@ -212,37 +216,86 @@ impl Actor {
         input: &[u8],
         context: &CallContext,
     ) -> Result<(Outcome, u64), DispatchError> {
-        self.with_storage(|s| s.begin())?;
-        let result = self.call(entry, input, context);
-        let result = result.and_then(|(outcome, fuel)| {
-            if outcome.ok {
-                return Ok((outcome, fuel));
-            }
-            let error = outcome.error.map_or_else(
-                || DispatchError::new(ErrorCode::ExecutionError, "unknown error"),
-                |e| DispatchError::new(ErrorCode::from_guest(&e.code), e.message),
-            );
-            if matches!(error.code, ErrorCode::Timeout | ErrorCode::OutOfMemory) {
-                self.poisoned = true;
-            }
-            Err(error)
-        });
+        self.begin()?;
+        let result = self.call_checked(entry, input, context);
+        let keep = self.keeps_writes(&result);
+        self.finish(keep)?;
+        result
+    }
 
-        let keep = match &result {
+    /// Calls an entry point and turns an error outcome into a
+    /// [`DispatchError`]; a timeout or running out of memory poisons the
+    /// actor.
+    fn call_checked(
+        &mut self,
+        entry: Entry,
+        input: &[u8],
+        context: &CallContext,
+    ) -> Result<(Outcome, u64), DispatchError> {
+        let (outcome, fuel) = self.call(entry, input, context)?;
+        if outcome.ok {
+            return Ok((outcome, fuel));
+        }
+        let error = outcome.error.map_or_else(
+            || DispatchError::new(ErrorCode::ExecutionError, "unknown error"),
+            |e| DispatchError::new(ErrorCode::from_guest(&e.code), e.message),
+        );
+        if matches!(error.code, ErrorCode::Timeout | ErrorCode::OutOfMemory) {
+            self.poisoned = true;
+        }
+        Err(error)
+    }
+
+    /// Whether a dispatch that ended with `result` keeps its writes: yes when
+    /// it returned or threw, no when it trapped, was killed or hit a storage
+    /// failure.
+    fn keeps_writes<T>(&self, result: &Result<T, DispatchError>) -> bool {
+        match result {
             Ok(_) => true,
             Err(e) => !self.poisoned && e.code != ErrorCode::StorageError,
-        };
-        if keep {
-            if let Err(e) = self.with_storage(|s| s.commit()) {
-                self.poisoned = true;
-                return Err(e);
-            }
-        } else {
+        }
+    }
+
+    /// Opens the transaction of one entry point.
+    fn begin(&mut self) -> Result<(), DispatchError> {
+        self.store.data_mut().host_mut().alarm_changed = false;
+        self.with_storage(|s| s.begin())
+    }
+
+    /// Commits (`keep`) or rolls back the open transaction; after a commit
+    /// that changed the alarm, tells the alarm index.
+    fn finish(&mut self, keep: bool) -> Result<(), DispatchError> {
+        let changed = std::mem::take(&mut self.store.data_mut().host_mut().alarm_changed);
+        if !keep {
             if let Some(storage) = self.store.data_mut().host_mut().storage.as_mut() {
                 storage.rollback();
             }
+            return Ok(());
         }
-        result
+        if let Err(e) = self.with_storage(|s| s.commit()) {
+            self.poisoned = true;
+            return Err(e);
+        }
+        if changed {
+            self.report_alarm();
+        }
+        Ok(())
+    }
+
+    /// Tells the alarm index what the object's database now holds. A failure
+    /// is logged: the index keeps a row that is early, never late.
+    fn report_alarm(&self) {
+        let host = self.store.data().host();
+        let (Some(storage), Some(index)) = (&host.storage, &host.alarms) else {
+            return;
+        };
+        let reported = storage
+            .alarm()
+            .and_then(|alarm| index.set(&host.id, alarm.map(|a| a.due_ms)));
+        if let Err(e) = reported {
+            let (namespace, name) = (host.id.namespace(), host.id.name());
+            tracing::warn!(namespace, name, "failed to update the alarm index: {e}");
+        }
     }
 
     fn with_storage(

@@ -1,0 +1,180 @@
+//! The runtime's background work: the alarm loop, the idle evictor, and the
+//! orderly shutdown that stops them.
+//!
+//! Both loops hold only a weak reference to the runtime between rounds, so a
+//! runtime dropped without [`Runtime::shutdown`] still goes away.
+
+use std::{
+    sync::{Arc, Weak, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use tokio::{
+    sync::{Semaphore, watch},
+    task::JoinHandle,
+};
+
+use super::{Runtime, Shared};
+use crate::id::ObjectId;
+
+/// How many alarms are delivered at the same time, at most.
+const MAX_CONCURRENT_ALARMS: usize = 32;
+
+/// The running loops.
+pub(super) struct Background {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// What [`Runtime::shutdown`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Objects whose dispatch was still running when the grace period ended;
+    /// their uncommitted writes are lost, acknowledged ones are not.
+    pub still_busy: usize,
+}
+
+impl Runtime {
+    /// Starts the alarm loop and the idle evictor on the current tokio
+    /// runtime, as the configuration asks. A second call does nothing.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn start_background(&self) {
+        let mut background = self.shared.background.lock().expect("background lock");
+        if background.is_some() || self.shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let weak = Arc::downgrade(&self.shared);
+        if let Some(interval) = self.shared.config.alarms.interval {
+            tasks.push(tokio::spawn(alarm_loop(
+                weak.clone(),
+                stopped.clone(),
+                interval,
+            )));
+        }
+        let eviction = &self.shared.config.eviction;
+        if let (Some(_), Some(interval)) = (eviction.idle_timeout, eviction.idle_interval) {
+            tasks.push(tokio::spawn(idle_loop(weak, stopped, interval)));
+        }
+        *background = Some(Background { stop, tasks });
+    }
+
+    /// Evicts the actor of `id` if it is idle (its state stays on disk);
+    /// true if an actor was evicted. A busy actor is never evicted.
+    pub fn evict(&self, id: &ObjectId) -> bool {
+        let evicted = self.shared.registry.evict(id);
+        if evicted {
+            tracing::info!(
+                namespace = id.namespace(),
+                name = id.name(),
+                "actor evicted"
+            );
+        }
+        evicted
+    }
+
+    /// Evicts every actor idle for longer than the idle timeout, by the
+    /// runtime's clock; returns how many. Does nothing when idle eviction is
+    /// disabled.
+    pub fn evict_idle(&self) -> usize {
+        let Some(timeout) = self.shared.config.eviction.idle_timeout else {
+            return 0;
+        };
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let cutoff = self.shared.config.clock.now_ms().saturating_sub(timeout_ms);
+        let evicted = self.shared.registry.evict_idle(cutoff);
+        for id in &evicted {
+            tracing::info!(
+                namespace = id.namespace(),
+                name = id.name(),
+                "idle actor evicted"
+            );
+        }
+        evicted.len()
+    }
+
+    /// Stops the background loops, refuses new dispatches, waits at most
+    /// `grace` for running ones to finish and commit, and closes every
+    /// actor and its database.
+    pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        let background = self
+            .shared
+            .background
+            .lock()
+            .expect("background lock")
+            .take();
+        if let Some(background) = background {
+            let _ = background.stop.send(true);
+            for task in background.tasks {
+                let _ = task.await;
+            }
+        }
+        let still_busy = self.shared.registry.drain(Instant::now() + grace).await;
+        if still_busy > 0 {
+            tracing::warn!(still_busy, "shutdown left dispatches running");
+        }
+        ShutdownReport { still_busy }
+    }
+}
+
+/// Delivers due alarms as they come due: sleeps until the earliest one, at
+/// most `interval`, and wakes early when the schedule changes.
+async fn alarm_loop(shared: Weak<Shared>, mut stop: watch::Receiver<bool>, interval: Duration) {
+    let slots = Arc::new(Semaphore::new(MAX_CONCURRENT_ALARMS));
+    loop {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let runtime = Runtime { shared };
+        let index = runtime.alarm_index().clone();
+        let now_ms = runtime.shared.config.clock.now_ms();
+        for id in index.take_due(now_ms, slots.available_permits()) {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let runtime = runtime.clone();
+            tokio::spawn(async move {
+                runtime.deliver_alarm(id).await;
+                drop(permit);
+            });
+        }
+        let next_due = index.next_due();
+        drop(runtime);
+        if next_due.is_some_and(|due| due <= now_ms) {
+            // More are due than may run at once: wait for one to finish.
+            tokio::select! {
+                permit = slots.acquire() => drop(permit),
+                _ = stop.changed() => return,
+            }
+            continue;
+        }
+        let wait = next_due
+            .map_or(interval, |due| Duration::from_millis(due - now_ms))
+            .min(interval);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = index.changed().notified() => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Evicts idle actors every `interval`.
+async fn idle_loop(shared: Weak<Shared>, mut stop: watch::Receiver<bool>, interval: Duration) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let runtime = Runtime { shared };
+        let _ = tokio::task::spawn_blocking(move || runtime.evict_idle()).await;
+    }
+}

@@ -1,0 +1,186 @@
+//! The registry of actor slots: at most one live actor per object.
+//!
+//! A slot is an async mutex around an optional [`Actor`], plus the time it
+//! was last used. A dispatch holds the slot's lock for its whole run, which
+//! is what serializes dispatches to one object. Eviction only takes slots
+//! whose lock is free (an actor in the middle of a dispatch is never
+//! evicted), drops the actor and removes the slot from the map, so the map
+//! stays as small as the set of live objects.
+//!
+//! Removing a slot races with a dispatcher that already cloned it and waits
+//! for its lock. The evictor therefore marks the slot *retired* while
+//! holding its lock; a dispatcher that finds its slot retired fetches the
+//! current one from the map again, so two slots (and two actors) never serve
+//! one object at the same time.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Instant,
+};
+
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+
+use super::actor::Actor;
+use crate::id::ObjectId;
+
+/// What a slot's lock protects.
+#[derive(Default)]
+pub(super) struct SlotState {
+    /// The live actor, if one is running.
+    pub(super) actor: Option<Actor>,
+    /// Set when the slot left the map; its holder must look again.
+    retired: bool,
+}
+
+/// One object's place in the registry.
+#[derive(Default)]
+struct Slot {
+    state: Arc<AsyncMutex<SlotState>>,
+    last_used_ms: AtomicU64,
+}
+
+/// A held slot: the object's dispatches wait until it is dropped.
+pub(super) struct SlotGuard {
+    state: OwnedMutexGuard<SlotState>,
+    slot: Arc<Slot>,
+}
+
+impl SlotGuard {
+    /// The slot's state.
+    pub(super) fn state(&mut self) -> &mut SlotState {
+        &mut self.state
+    }
+
+    /// Records that the object was used at `now_ms`.
+    pub(super) fn touch(&self, now_ms: u64) {
+        self.slot.last_used_ms.store(now_ms, Ordering::Relaxed);
+    }
+}
+
+/// Every object with a slot.
+#[derive(Default)]
+pub(super) struct Registry {
+    slots: Mutex<HashMap<ObjectId, Arc<Slot>>>,
+}
+
+impl Registry {
+    /// Waits for the slot of `id`, at most until `deadline`; `None` when the
+    /// deadline passed first.
+    pub(super) async fn lock(&self, id: &ObjectId, deadline: Option<Instant>) -> Option<SlotGuard> {
+        loop {
+            let slot = self.slot(id);
+            let locking = slot.state.clone().lock_owned();
+            let state = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline.into(), locking)
+                    .await
+                    .ok()?,
+                None => locking.await,
+            };
+            if !state.retired {
+                return Some(SlotGuard { state, slot });
+            }
+        }
+    }
+
+    fn slot(&self, id: &ObjectId) -> Arc<Slot> {
+        let mut slots = self.map();
+        slots.entry(id.clone()).or_default().clone()
+    }
+
+    /// How many objects have a live actor (or one running a dispatch).
+    pub(super) fn live_count(&self) -> usize {
+        self.map()
+            .values()
+            .filter(|slot| slot.state.try_lock().map_or(true, |s| s.actor.is_some()))
+            .count()
+    }
+
+    /// Evicts the actor of `id` if it is idle; true if one was evicted.
+    pub(super) fn evict(&self, id: &ObjectId) -> bool {
+        let mut slots = self.map();
+        let Some(actor) = slots.get(id).and_then(|slot| retire(slot)) else {
+            return false;
+        };
+        slots.remove(id);
+        drop(slots);
+        actor.is_some()
+    }
+
+    /// Evicts every idle actor last used at or before `cutoff_ms`, and drops
+    /// such slots that have no actor; returns the evicted objects.
+    pub(super) fn evict_idle(&self, cutoff_ms: u64) -> Vec<ObjectId> {
+        let mut slots = self.map();
+        let mut evicted = Vec::new();
+        let mut actors = Vec::new();
+        slots.retain(|id, slot| {
+            if slot.last_used_ms.load(Ordering::Relaxed) > cutoff_ms {
+                return true;
+            }
+            let Some(actor) = retire(slot) else {
+                return true;
+            };
+            if let Some(actor) = actor {
+                evicted.push(id.clone());
+                actors.push(actor);
+            }
+            false
+        });
+        drop(slots);
+        drop(actors);
+        evicted
+    }
+
+    /// Evicts least recently used idle actors until at most `max` are live;
+    /// returns the evicted objects.
+    pub(super) fn enforce_limit(&self, max: usize) -> Vec<ObjectId> {
+        let live = self.live_count();
+        if live <= max {
+            return Vec::new();
+        }
+        let mut idle: Vec<(u64, ObjectId)> = self
+            .map()
+            .iter()
+            .filter(|(_, slot)| slot.state.try_lock().is_ok_and(|s| s.actor.is_some()))
+            .map(|(id, slot)| (slot.last_used_ms.load(Ordering::Relaxed), id.clone()))
+            .collect();
+        idle.sort_unstable_by_key(|(last_used, _)| *last_used);
+        let excess = live - max;
+        let oldest: Vec<ObjectId> = idle.into_iter().take(excess).map(|(_, id)| id).collect();
+        oldest.into_iter().filter(|id| self.evict(id)).collect()
+    }
+
+    /// Retires every slot, waiting for running dispatches until `deadline`;
+    /// returns how many slots were still busy at the deadline.
+    pub(super) async fn drain(&self, deadline: Instant) -> usize {
+        let slots: Vec<Arc<Slot>> = self.map().drain().map(|(_, slot)| slot).collect();
+        let mut busy = 0;
+        for slot in slots {
+            let locking = slot.state.clone().lock_owned();
+            match tokio::time::timeout_at(deadline.into(), locking).await {
+                Ok(mut state) => {
+                    state.retired = true;
+                    state.actor = None;
+                }
+                Err(_) => busy += 1,
+            }
+        }
+        busy
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectId, Arc<Slot>>> {
+        self.slots.lock().expect("actor registry lock")
+    }
+}
+
+/// Retires an idle slot and takes its actor out: `None` when the slot is
+/// busy, else the actor it had (dropped by the caller once the map's lock is
+/// released, since dropping closes the database).
+fn retire(slot: &Slot) -> Option<Option<Actor>> {
+    let mut state = slot.state.try_lock().ok()?;
+    state.retired = true;
+    Some(state.actor.take())
+}
