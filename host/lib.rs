@@ -16,11 +16,14 @@
 //!   start-up and discard;
 //! * `engine` — wasmtime configured for fuel and epoch deadlines, and the
 //!   embedded guest module;
-//! * `hostcalls` — the functions the guest imports: storage, stubs, console;
-//! * [`storage`] — one SQLite database per object.
+//! * `hostcalls` — the functions the guest imports: storage, alarms, stubs,
+//!   console;
+//! * [`storage`] — one SQLite database per object;
+//! * [`alarms`] — the index of objects with alarms, and the retry policy.
 //!
 //! [`bundle`] reads bundles and manifests and derives namespaces; [`id`]
-//! validates object identities.
+//! validates object identities; [`clock`] is the time source of alarms,
+//! eviction and `Date.now()` in JavaScript.
 //!
 //! # Example
 //!
@@ -31,9 +34,11 @@
 //!
 //! # async fn run() -> anyhow::Result<()> {
 //! let runtime = Runtime::new(Bundle::builtin_counter(), None, RuntimeConfig::default())?;
-//! let app = axum::Router::new().nest("/do", gateway::router(runtime, Default::default()));
+//! runtime.start_background(); // alarms and idle eviction
+//! let app = axum::Router::new().nest("/do", gateway::router(runtime.clone(), Default::default()));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! axum::serve(listener, app).await?;
+//! runtime.shutdown(std::time::Duration::from_secs(10)).await;
 //! # Ok(())
 //! # }
 //! ```

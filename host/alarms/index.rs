@@ -49,7 +49,16 @@ impl IndexFile {
     /// covers every object.
     pub(super) fn open(root: &Path) -> Result<(Self, bool), StorageError> {
         let path = root.join(INDEX_FILE);
-        let open = |e| index_error(&format!("open `{}`", path.display()), e);
+        let open = |e| {
+            index_error(
+                &format!(
+                    "open `{}` (if it is damaged, delete it: it is rebuilt from the object \
+                     databases at the next start)",
+                    path.display()
+                ),
+                e,
+            )
+        };
         let conn = Connection::open(&path).map_err(open)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open)?;

@@ -220,6 +220,42 @@ async fn idle_actors_are_evicted_and_keep_their_state() {
 }
 
 #[tokio::test]
+async fn the_background_loops_evict_and_deliver_on_their_own() {
+    let server = ServerBuilder::new(fixture("reference/objects.js"))
+        .config(|c| {
+            c.eviction.idle_timeout = Some(Duration::from_millis(100));
+            c.eviction.idle_interval = Some(Duration::from_millis(20));
+        })
+        .background()
+        .start()
+        .await;
+    let now = go_go_objects::clock::Clock::now_ms(&go_go_objects::clock::SystemClock);
+    server
+        .call("COUNTER", "bg", "scheduleAlarm", json!([now + 200]))
+        .await;
+    for _ in 0..200 {
+        if server.runtime.live_objects() == 0 && server.runtime.scheduled_alarms() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        server.runtime.scheduled_alarms(),
+        0,
+        "the alarm loop delivered the alarm"
+    );
+    assert_eq!(
+        server.runtime.live_objects(),
+        0,
+        "the idle loop evicted the actor"
+    );
+    assert_eq!(
+        server.call("COUNTER", "bg", "alarmCount", json!([])).await,
+        1
+    );
+}
+
+#[tokio::test]
 async fn a_busy_actor_is_never_evicted() {
     let server = std::sync::Arc::new(
         ServerBuilder::new(fixture("reference/objects.js"))
