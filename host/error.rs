@@ -103,6 +103,8 @@ pub struct DispatchError {
     pub code: ErrorCode,
     /// What happened, for the client (5xx messages may be hidden).
     pub message: String,
+    /// The fuel the failed dispatch consumed, when it got to run.
+    pub fuel_consumed: Option<u64>,
 }
 
 impl DispatchError {
@@ -111,6 +113,7 @@ impl DispatchError {
         Self {
             code,
             message: message.into(),
+            fuel_consumed: None,
         }
     }
 

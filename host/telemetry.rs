@@ -1,6 +1,8 @@
 //! Log set-up: `tracing` events to stderr, filtered by `RUST_LOG` or the
 //! `--log-level` flag.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. `default_filter` applies when `RUST_LOG`
@@ -11,6 +13,7 @@ pub fn init(default_filter: &str) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }

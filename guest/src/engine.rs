@@ -48,6 +48,10 @@ struct Engine {
 
 thread_local! {
     static ENGINE: RefCell<Option<Engine>> = const { RefCell::new(None) };
+    /// The prelude's `trackRejection`, which QuickJS's rejection tracker
+    /// calls.
+    static TRACK_REJECTION: RefCell<Option<Persistent<Function<'static>>>> =
+        const { RefCell::new(None) };
 }
 
 /// Creates the engine and evaluates the bundle; returns the prelude's JSON
@@ -63,14 +67,31 @@ pub fn load(input: &[u8]) -> Result<String, String> {
         .text_encoding(true);
     let runtime = Runtime::new(config).map_err(|e| format!("failed to create QuickJS: {e}"))?;
 
+    runtime
+        .context()
+        .runtime()
+        .set_host_promise_rejection_tracker(Some(Box::new(track_rejection)));
     let (entry, description) = runtime.context().with(|ctx| -> Result<_, String> {
         let entry = install_prelude(&ctx)?;
+        let track: Function = entry
+            .get("trackRejection")
+            .map_err(|e| format!("the prelude has no `trackRejection`: {e}"))?;
+        TRACK_REJECTION.with(|t| *t.borrow_mut() = Some(Persistent::save(&ctx, track)));
         let description = evaluate_bundle(&ctx, &entry, &input)?;
         Ok((Persistent::save(&ctx, entry), description))
     })?;
 
     ENGINE.with(|e| *e.borrow_mut() = Some(Engine { runtime, entry }));
     Ok(description)
+}
+
+/// QuickJS's report of a promise rejected without a handler (`handled`
+/// false) or given one later (`handled` true), passed on to the prelude.
+fn track_rejection<'js>(ctx: Ctx<'js>, promise: Value<'js>, reason: Value<'js>, handled: bool) {
+    let track = TRACK_REJECTION.with(|t| t.borrow().clone());
+    if let Some(Ok(track)) = track.map(|t| t.restore(&ctx)) {
+        let _: Result<(), _> = track.call((promise, reason, handled));
+    }
 }
 
 /// Runs the prelude and returns its entry object.

@@ -37,6 +37,13 @@
   const SymbolIterator = Symbol.iterator;
   const SymbolToString = Symbol.prototype.toString;
   const ArrayIsArray = Array.isArray;
+  const FunctionToString = Function.prototype.toString;
+  const StringIncludes = String.prototype.includes;
+  const MapCtor = Map;
+  const MapSet = Map.prototype.set;
+  const MapDelete = Map.prototype.delete;
+  const MapForEach = Map.prototype.forEach;
+  const MapClear = Map.prototype.clear;
   const WeakSetCtor = WeakSet;
   const WeakSetAdd = WeakSet.prototype.add;
   const WeakSetHas = WeakSet.prototype.has;
@@ -53,6 +60,16 @@
 
   function hasOwn(object, key) {
     return ReflectApply(hasOwnProperty, object, [key]);
+  }
+
+  // Text the host reads must be valid Unicode: a lone surrogate (half of a
+  // UTF-16 pair) becomes U+FFFD.
+  const toWellFormed = String.prototype.toWellFormed;
+  const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+  const RegExpReplace = RegExp.prototype[Symbol.replace];
+  function wellFormed(text) {
+    if (typeof toWellFormed === 'function') return ReflectApply(toWellFormed, text, []);
+    return ReflectApply(RegExpReplace, LONE_SURROGATE, [text, '\uFFFD']);
   }
 
   function setOwn(object, key, value) {
@@ -95,7 +112,10 @@
   // A one-line description of any thrown value, never throwing itself.
   function errorText(thrown) {
     try {
-      if (typeof thrown === 'string') return thrown;
+      // The runtime's own errors already say what happened (and one that
+      // came back from another object already names its kind).
+      if (isCoded(thrown)) return wellFormed(StringCtor(thrown.message));
+      if (typeof thrown === 'string') return wellFormed(thrown);
       if (thrown === undefined) return 'undefined was thrown';
       if (thrown === null) return 'null was thrown';
       if (typeof thrown === 'symbol') return ReflectApply(SymbolToString, thrown, []) + ' was thrown';
@@ -103,15 +123,15 @@
         const message = thrown.message;
         if (typeof message === 'string') {
           const name = typeof thrown.name === 'string' ? thrown.name : 'Error';
-          return name + ': ' + message;
+          return wellFormed(name + ': ' + message);
         }
         try {
           const json = JSONstringify(thrown);
-          if (json !== undefined) return json;
+          if (json !== undefined) return wellFormed(json);
         } catch (_) { /* cyclic or BigInt: fall through */ }
-        return '[object ' + typeof thrown + ']';
+        return 'a value that cannot be described (' + typeof thrown + ', not JSON-encodable)';
       }
-      return StringCtor(thrown);
+      return wellFormed(StringCtor(thrown));
     } catch (_) {
       return 'an exception that could not be described';
     }
@@ -120,7 +140,7 @@
   function stackOf(thrown) {
     try {
       if (thrown !== null && typeof thrown === 'object' && typeof thrown.stack === 'string') {
-        return thrown.stack;
+        return wellFormed(thrown.stack);
       }
     } catch (_) { /* no stack */ }
     return undefined;
@@ -184,7 +204,8 @@
       for (let i = 0; i < args.length; i++) {
         line += (i === 0 ? '' : ' ') + formatArg(args[i]);
       }
-      hostLog(level, line);
+      // One call, one log line: line breaks are shown, not obeyed.
+      hostLog(level, wellFormed(line).replace(/\r/g, '\\r').replace(/\n/g, '\\n'));
     };
   }
 
@@ -397,15 +418,29 @@
     }
   }
 
+  // Whether `proto` is the prototype of a built-in class (Array, Map,
+  // Error...): its constructor is native code.
+  function isBuiltinPrototype(proto) {
+    const descriptor = getOwnPropertyDescriptor(proto, 'constructor');
+    if (!descriptor || typeof descriptor.value !== 'function') return false;
+    try {
+      const source = ReflectApply(FunctionToString, descriptor.value, []);
+      return ReflectApply(StringIncludes, source, ['[native code]']);
+    } catch (_) {
+      return false;
+    }
+  }
+
   // The function `name` names on the object's class chain, below
-  // Object.prototype; null for anything that is not an RPC method.
+  // Object.prototype and any built-in class it extends; null for anything
+  // that is not an RPC method.
   function rpcMethod(instance, name) {
     if (typeof name !== 'string' || name === '' || name[0] === '_') return null;
     for (let i = 0; i < RESERVED_METHODS.length; i++) {
       if (RESERVED_METHODS[i] === name) return null;
     }
     let proto = getPrototypeOf(instance);
-    while (proto !== null && proto !== ObjectProto) {
+    while (proto !== null && proto !== ObjectProto && !isBuiltinPrototype(proto)) {
       const descriptor = getOwnPropertyDescriptor(proto, name);
       if (descriptor) return typeof descriptor.value === 'function' ? descriptor.value : null;
       proto = getPrototypeOf(proto);
@@ -443,17 +478,22 @@
         const value = given[names[i]];
         if (value === undefined || value === null) continue;
         if (names[i].toLowerCase() === 'content-type') contentType = true;
-        headers[headers.length] = [names[i], StringCtor(value)];
+        // An array sends one header line per value (several Set-Cookie).
+        const values = ArrayIsArray(value) ? value : [value];
+        for (let j = 0; j < values.length; j++) {
+          headers[headers.length] = [names[i], wellFormed(StringCtor(values[j]))];
+        }
       }
     }
     let body = response.body;
-    if (body === undefined || body === null) {
+    if (body === undefined || body === null || status === 204 || status === 205 || status === 304) {
       body = null;
     } else if (typeof body === 'string') {
+      body = wellFormed(body);
       if (!contentType) headers[headers.length] = ['content-type', 'text/plain; charset=utf-8'];
     } else {
       const json = JSONstringify(body);
-      body = json === undefined ? 'null' : json;
+      body = json === undefined ? 'null' : wellFormed(json);
       if (!contentType) headers[headers.length] = ['content-type', 'application/json'];
     }
     return JSONstringify({ ok: true, response: { status, headers, body } });
@@ -534,7 +574,31 @@
     return errorOutcome('bundle_error', message);
   }
 
+  // ---- unhandled rejections ------------------------------------------------
+
+  // Promises rejected with no handler yet. One that gets a handler later is
+  // forgotten; those still unhandled when a dispatch ends are logged (they
+  // do not fail the dispatch that happened to create them).
+  const unhandled = new MapCtor();
+
+  function trackRejection(promise, reason, handled) {
+    if (handled) {
+      ReflectApply(MapDelete, unhandled, [promise]);
+    } else {
+      ReflectApply(MapSet, unhandled, [promise, reason]);
+    }
+  }
+
+  function reportUnhandled() {
+    ReflectApply(MapForEach, unhandled, [(reason) => {
+      hostLog(LOG_ERROR, 'unhandled promise rejection: ' + errorText(reason));
+    }]);
+    ReflectApply(MapClear, unhandled, []);
+  }
+
   return freeze({
+    trackRejection,
+
     // Runs the bundle's module function and describes exports.objects.
     load(moduleFn) {
       const module = { exports: {} };
@@ -605,6 +669,7 @@
     // The outcome of the last construct or dispatch. Called when the job
     // queue is empty: a dispatch without an outcome then can never settle.
     takeOutcome() {
+      reportUnhandled();
       const taken = outcome;
       outcome = null;
       if (taken !== null) return taken;

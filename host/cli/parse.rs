@@ -44,6 +44,40 @@ pub fn parse_byte_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
+/// The smallest actor memory cap: the guest's own image and QuickJS need
+/// a few MiB before any bundle runs.
+pub(super) const MIN_ACTOR_MEMORY: u64 = 8 << 20;
+
+/// The largest actor memory cap: all a 32-bit wasm memory can address.
+pub(super) const MAX_ACTOR_MEMORY: u64 = 4 << 30;
+
+/// Parses an actor memory cap: a byte size from 8MiB to 4GiB.
+///
+/// # Errors
+///
+/// A message saying what is accepted.
+pub(super) fn parse_actor_memory(text: &str) -> Result<u64, String> {
+    let bytes = parse_byte_size(text)?;
+    if !(MIN_ACTOR_MEMORY..=MAX_ACTOR_MEMORY).contains(&bytes) {
+        return Err(format!(
+            "{text:?} is outside 8MiB to 4GiB (a 32-bit wasm memory holds at most 4GiB)"
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Checks a log filter (`info`, `go_go_objects=debug,warn`).
+///
+/// # Errors
+///
+/// The filter parser's complaint.
+pub(super) fn parse_log_filter(text: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::builder()
+        .parse(text)
+        .map(|_| text.to_string())
+        .map_err(|e| format!("{e} (expected a level such as info or debug, or directives)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,6 +90,16 @@ mod tests {
         assert_eq!(parse_duration("0").unwrap(), Duration::ZERO);
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn checks_memory_caps_and_log_filters() {
+        assert_eq!(parse_actor_memory("128MiB").unwrap(), 128 << 20);
+        for bad in ["0", "1MiB", "5GiB", "100GiB"] {
+            assert!(parse_actor_memory(bad).is_err(), "{bad}");
+        }
+        assert!(parse_log_filter("go_go_objects=debug,warn").is_ok());
+        assert!(parse_log_filter("???garbage").is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use clap::{ArgAction, Args};
 use tokio::net::TcpListener;
 
-use super::parse::{parse_byte_size, parse_duration};
+use super::parse::{parse_actor_memory, parse_byte_size, parse_duration, parse_log_filter};
 use crate::{
     alarms::{self, RetryPolicy},
     bundle::{self, Bundle},
@@ -52,8 +52,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FUEL", default_value_t = config::DEFAULT_CPU_FUEL)]
     pub cpu_fuel: u64,
 
-    /// Linear-memory cap of one actor (`64MiB`, `1GiB`).
-    #[arg(long, value_name = "BYTES", default_value = "128MiB", value_parser = parse_byte_size)]
+    /// Linear-memory cap of one actor, 8MiB to 4GiB (`64MiB`, `1GiB`).
+    #[arg(long, value_name = "BYTES", default_value = "128MiB", value_parser = parse_actor_memory)]
     pub max_memory: u64,
 
     /// Longest the alarm loop sleeps before it looks for due alarms again;
@@ -81,8 +81,8 @@ pub struct ServeArgs {
     pub idle_interval: Duration,
 
     /// Most live actors; past it the least recently used idle ones are
-    /// evicted (0: no bound).
-    #[arg(long, value_name = "COUNT", default_value_t = 0)]
+    /// evicted (0: no bound). Each live actor holds three open files.
+    #[arg(long, value_name = "COUNT", default_value_t = config::DEFAULT_MAX_LIVE_OBJECTS)]
     pub max_live_objects: usize,
 
     /// How long shutdown waits for running dispatches to finish.
@@ -100,7 +100,7 @@ pub struct ServeArgs {
 
     /// Log filter when RUST_LOG is not set (`info`, `debug`, `warn`, or a
     /// tracing directive such as `go_go_objects=debug`).
-    #[arg(long, value_name = "FILTER", default_value = "info")]
+    #[arg(long, value_name = "FILTER", default_value = "info", value_parser = parse_log_filter)]
     pub log_level: String,
 }
 
@@ -159,6 +159,7 @@ impl ServeArgs {
             .map(bundle::read_manifest)
             .transpose()?;
         let config = self.runtime_config();
+        check_open_file_limit(self.max_live_objects);
         let runtime =
             tokio::task::spawn_blocking(move || Runtime::new(bundle, manifest.as_ref(), config))
                 .await
@@ -171,7 +172,7 @@ impl ServeArgs {
         let app = gateway::router(runtime.clone(), options);
         let listener = TcpListener::bind(&self.addr)
             .await
-            .with_context(|| format!("failed to listen on {}", self.addr))?;
+            .with_context(|| format!("failed to listen on --addr {}", self.addr))?;
         let local = listener
             .local_addr()
             .context("failed to read the bound address")?;
@@ -192,6 +193,37 @@ impl ServeArgs {
         let report = runtime.shutdown(self.shutdown_timeout).await;
         tracing::info!(still_busy = report.still_busy, "shut down");
         Ok(())
+    }
+}
+
+/// Open files the server needs besides those of its live objects.
+const BASE_OPEN_FILES: u64 = 256;
+
+/// Raises the soft open-file limit to the hard one, and warns when live
+/// objects could still run out of files.
+fn check_open_file_limit(max_live_objects: usize) {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!("failed to read the open-file limit: {e}");
+            return;
+        }
+    };
+    if max_live_objects == 0 {
+        tracing::warn!(
+            limit,
+            "no --max-live-objects bound: each live object holds 3 open files"
+        );
+        return;
+    }
+    let needed = max_live_objects as u64 * 3 + BASE_OPEN_FILES;
+    if limit < needed {
+        tracing::warn!(
+            limit,
+            needed,
+            "--max-live-objects {max_live_objects} may need more open files than allowed; \
+             lower it or raise the limit (ulimit -n)"
+        );
     }
 }
 

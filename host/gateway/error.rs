@@ -30,6 +30,20 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(code = code.as_str(), "{}", self.error.message);
         }
+        let fuel = self.error.fuel_consumed;
+        let mut response = self.envelope(status);
+        if let Some(fuel) = fuel {
+            response
+                .headers_mut()
+                .insert(super::FUEL_HEADER, HeaderValue::from(fuel));
+        }
+        response
+    }
+}
+
+impl ApiError {
+    fn envelope(self, status: StatusCode) -> Response {
+        let code = self.error.code;
         if code == ErrorCode::FetchNotImplemented {
             return (status, "fetch not implemented").into_response();
         }

@@ -157,6 +157,11 @@ fn build_response(response: FetchResponse, fuel: u64) -> Result<Response, Dispat
     for (name, value) in response.headers {
         let header_name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| invalid(format!("fetch returned an invalid header name {name:?}")))?;
+        if is_framing_header(&header_name) {
+            // The gateway frames the response itself; a handler's own
+            // length or encoding would contradict the body it sends.
+            continue;
+        }
         let header_value = HeaderValue::from_str(&value)
             .map_err(|_| invalid(format!("fetch returned an invalid value for header {name}")))?;
         out.headers_mut().append(header_name, header_value);
@@ -164,6 +169,22 @@ fn build_response(response: FetchResponse, fuel: u64) -> Result<Response, Dispat
     out.headers_mut()
         .insert(FUEL_HEADER, HeaderValue::from(fuel));
     Ok(out)
+}
+
+/// Headers that describe the connection or the message framing, which only
+/// the gateway may set.
+fn is_framing_header(name: &HeaderName) -> bool {
+    [
+        header::CONTENT_LENGTH,
+        header::TRANSFER_ENCODING,
+        header::CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::UPGRADE,
+    ]
+    .contains(name)
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
 }
 
 #[cfg(test)]

@@ -15,8 +15,9 @@ use std::{sync::Arc, time::Duration};
 
 use axum::{
     Router,
-    extract::{DefaultBodyLimit, rejection::BytesRejection},
-    http::{StatusCode, Uri},
+    extract::{DefaultBodyLimit, Request, rejection::BytesRejection},
+    http::{StatusCode, Uri, header},
+    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{any, post},
 };
@@ -83,6 +84,9 @@ pub fn router(runtime: Runtime, options: GatewayOptions) -> Router {
         .route("/fetch/{namespace}/{name}/{*rest}", any(fetch::handle))
         .fallback(not_found)
         .with_state(state)
+        .layer(middleware::from_fn(move |request, next| {
+            refuse_declared_oversize(limit, request, next)
+        }))
         .layer(DefaultBodyLimit::max(limit))
         .layer(RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT))
         .layer(TraceLayer::new_for_http().on_failure(()))
@@ -98,13 +102,31 @@ async fn method_not_allowed() -> Response {
     ApiError::new(error, true).into_response()
 }
 
+/// Answers 413 at once to a request whose `Content-Length` is over the
+/// limit, before any of its body is read.
+async fn refuse_declared_oversize(limit: usize, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return ApiError::new(too_large(), true).into_response();
+    }
+    next.run(request).await
+}
+
+fn too_large() -> DispatchError {
+    DispatchError::new(
+        ErrorCode::RequestTooLarge,
+        "the request body is larger than the gateway accepts (--max-request-bytes)",
+    )
+}
+
 /// Maps a failed body read: too large is 413, anything else 400.
 fn body_error(rejection: BytesRejection) -> DispatchError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        DispatchError::new(
-            ErrorCode::RequestTooLarge,
-            "the request body is larger than the gateway accepts (--max-request-bytes)",
-        )
+        too_large()
     } else {
         DispatchError::bad_request(format!("failed to read the request body: {rejection}"))
     }

@@ -59,6 +59,9 @@ pub(crate) trait StubDispatcher: Send + Sync {
 /// Who is calling and until when: set before each dispatch.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct CallContext {
+    /// Identifies the call chain (one client request or alarm and the stub
+    /// calls it makes), for deadlock detection.
+    pub(crate) chain_id: u64,
     /// The objects whose dispatches wait on this one, outermost first,
     /// ending with this object.
     pub(crate) chain: Vec<ObjectId>,

@@ -24,6 +24,7 @@ mod background;
 mod envelope;
 mod registry;
 mod scheduler;
+mod waits;
 
 use std::{
     sync::{
@@ -51,7 +52,15 @@ use crate::{
     storage::ObjectStorage,
 };
 use actor::Actor;
-use registry::{Registry, SlotGuard};
+use registry::{LockError, Registry, SlotGuard};
+
+/// The longest chain of stub calls one request may make (`A` calls `B`
+/// calls `C` is a chain of three objects).
+pub const MAX_CALL_DEPTH: usize = 16;
+
+/// The native stack of the thread that runs a stub call: the callee's wasm
+/// stack plus host frames.
+const STUB_THREAD_STACK: usize = 4 * 1024 * 1024;
 
 /// Serves the classes of one bundle, one actor per object.
 #[derive(Clone)]
@@ -67,6 +76,7 @@ struct Shared {
     registry: Registry,
     alarms: Arc<AlarmIndex>,
     actor_starts: AtomicU64,
+    next_chain_id: AtomicU64,
     background: Mutex<Option<background::Background>>,
     stopping: AtomicBool,
 }
@@ -78,7 +88,7 @@ pub enum StartError {
     #[error(transparent)]
     Bundle(#[from] BundleError),
     /// The engine or the storage root could not be set up.
-    #[error("failed to start the engine: {0:#}")]
+    #[error("failed to start: {0:#}")]
     Engine(anyhow::Error),
 }
 
@@ -104,7 +114,12 @@ impl Runtime {
         let exports = describe_bundle(&engine, &bundle, &config)?;
         let classes = resolve_classes(bundle.filename(), &exports, manifest)?;
         std::fs::create_dir_all(&config.storage_root)
-            .with_context(|| format!("failed to create `{}`", config.storage_root.display()))
+            .with_context(|| {
+                format!(
+                    "failed to create the storage root `{}`",
+                    config.storage_root.display()
+                )
+            })
             .map_err(StartError::Engine)?;
         let alarms = AlarmIndex::open(&config.storage_root)
             .context("failed to load the alarm index")
@@ -118,6 +133,7 @@ impl Runtime {
                 registry: Registry::default(),
                 alarms: Arc::new(alarms),
                 actor_starts: AtomicU64::new(0),
+                next_chain_id: AtomicU64::new(1),
                 background: Mutex::new(None),
                 stopping: AtomicBool::new(false),
             }),
@@ -164,23 +180,15 @@ impl Runtime {
         self.dispatch_within(request, CallContext::default()).await
     }
 
-    /// Dispatches on behalf of `parent` (empty for a client request): refuses
-    /// a call cycle, and bounds the wait for the slot and the run by the
-    /// parent's deadline.
+    /// Dispatches on behalf of `parent` (empty for a client request), on a
+    /// blocking thread of the tokio runtime.
     async fn dispatch_within(
         &self,
         request: DispatchRequest,
         parent: CallContext,
     ) -> Result<DispatchOutput, DispatchError> {
         let DispatchRequest { id, kind } = request;
-        let class = self.class_of(&id)?.to_string();
-        if parent.chain.contains(&id) {
-            let path: Vec<String> = parent.chain.iter().map(ToString::to_string).collect();
-            return Err(DispatchError::bad_request(format!(
-                "call cycle: {} -> {id} would wait on itself",
-                path.join(" -> ")
-            )));
-        }
+        let class = self.check_call(&id, &parent)?.to_string();
         let (guard, context) = self.acquire(&id, parent).await?;
         let runtime = self.clone();
         tokio::task::spawn_blocking(move || runtime.run_locked(guard, &id, &class, &kind, &context))
@@ -188,6 +196,65 @@ impl Runtime {
             .map_err(|e| {
                 DispatchError::new(ErrorCode::ExecutionError, format!("dispatch panicked: {e}"))
             })?
+    }
+
+    /// Dispatches a stub call from the object at the end of `parent`'s chain,
+    /// blocking the calling thread until it settles. The call runs on a
+    /// thread of its own, so a chain of calls never waits for a free thread
+    /// of tokio's blocking pool (which a chain could otherwise use up) and
+    /// each level has a whole native stack.
+    fn dispatch_nested(
+        &self,
+        request: DispatchRequest,
+        parent: &CallContext,
+    ) -> Result<DispatchOutput, DispatchError> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+            DispatchError::new(ErrorCode::ExecutionError, "stub calls need a tokio runtime")
+        })?;
+        let (runtime, parent) = (self.clone(), parent.clone());
+        let call = move || {
+            // The callee may call further objects from this thread.
+            let _runtime = handle.enter();
+            let DispatchRequest { id, kind } = request;
+            let class = runtime.check_call(&id, &parent)?.to_string();
+            let (guard, context) = handle.block_on(runtime.acquire(&id, parent))?;
+            runtime.run_locked(guard, &id, &class, &kind, &context)
+        };
+        let panicked = || DispatchError::new(ErrorCode::ExecutionError, "a stub call panicked");
+        std::thread::Builder::new()
+            .name("go-go-objects-stub".into())
+            .stack_size(STUB_THREAD_STACK)
+            .spawn(call)
+            .map_err(|e| {
+                DispatchError::new(
+                    ErrorCode::ExecutionError,
+                    format!("failed to start a thread for a stub call: {e}"),
+                )
+            })?
+            .join()
+            .map_err(|_| panicked())?
+    }
+
+    /// Checks a call before it waits for anything: the namespace is served,
+    /// the object is not already on the chain, and the chain is not too
+    /// long. Returns the class.
+    fn check_call(&self, id: &ObjectId, parent: &CallContext) -> Result<&str, DispatchError> {
+        let class = self.class_of(id)?;
+        if parent.chain.contains(id) {
+            let path: Vec<String> = parent.chain.iter().map(ToString::to_string).collect();
+            return Err(DispatchError::bad_request(format!(
+                "call cycle: {} -> {id} would wait on itself",
+                path.join(" -> ")
+            )));
+        }
+        if parent.chain.len() >= MAX_CALL_DEPTH {
+            return Err(DispatchError::bad_request(format!(
+                "call chain too deep: {id} would be the {}th object of one request \
+                 (at most {MAX_CALL_DEPTH})",
+                parent.chain.len() + 1
+            )));
+        }
+        Ok(class)
     }
 
     /// The class serving `id`'s namespace.
@@ -211,16 +278,33 @@ impl Runtime {
         parent: CallContext,
     ) -> Result<(SlotGuard, CallContext), DispatchError> {
         self.refuse_when_stopping()?;
+        let chain_id = if parent.chain.is_empty() {
+            self.shared.next_chain_id.fetch_add(1, Ordering::Relaxed)
+        } else {
+            parent.chain_id
+        };
         let guard = self
             .shared
             .registry
-            .lock(id, parent.deadline)
+            .lock(id, chain_id, parent.deadline)
             .await
-            .ok_or_else(|| {
-                DispatchError::new(
+            .map_err(|e| match e {
+                LockError::Timeout => DispatchError::new(
                     ErrorCode::Timeout,
                     format!("timed out waiting for {id}, which is busy"),
-                )
+                ),
+                LockError::Cycle(path) => {
+                    let caller = parent
+                        .chain
+                        .last()
+                        .map_or_else(String::new, |c| format!("{c} -> "));
+                    let path: Vec<String> = path.iter().map(ToString::to_string).collect();
+                    DispatchError::bad_request(format!(
+                        "call cycle: {caller}{} -> back to this request: another request holds \
+                         {id} and waits for an object this request holds",
+                        path.join(" -> ")
+                    ))
+                }
             })?;
         self.refuse_when_stopping()?;
 
@@ -236,7 +320,12 @@ impl Runtime {
         };
         let mut chain = parent.chain;
         chain.push(id.clone());
-        Ok((guard, CallContext { chain, deadline }))
+        let context = CallContext {
+            chain_id,
+            chain,
+            deadline,
+        };
+        Ok((guard, context))
     }
 
     fn refuse_when_stopping(&self) -> Result<(), DispatchError> {
@@ -377,8 +466,8 @@ fn describe_bundle(
     };
     let mut actor = Actor::instantiate(engine, host).map_err(|e| load_failed(e.message))?;
     let context = CallContext {
-        chain: Vec::new(),
         deadline: config.limits.cpu_timeout.map(|t| Instant::now() + t),
+        ..CallContext::default()
     };
     match actor.load(bundle, &context) {
         Ok(Ok(exports)) => Ok(exports),
@@ -406,10 +495,7 @@ impl StubDispatcher for Stubs {
             id: target,
             kind: DispatchKind::Rpc { method, args },
         };
-        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
-            DispatchError::new(ErrorCode::ExecutionError, "stub calls need a tokio runtime")
-        })?;
-        let output = handle.block_on(runtime.dispatch_within(request, context.clone()))?;
+        let output = runtime.dispatch_nested(request, context)?;
         match output.value {
             DispatchValue::Rpc(raw) => Ok(raw.get().to_string()),
             DispatchValue::Fetch(_) => unreachable!("an RPC dispatch answers with an RPC value"),

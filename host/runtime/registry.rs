@@ -24,7 +24,7 @@ use std::{
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
-use super::actor::Actor;
+use super::{actor::Actor, waits::WaitGraph};
 use crate::id::ObjectId;
 
 /// What a slot's lock protects.
@@ -47,6 +47,24 @@ struct Slot {
 pub(super) struct SlotGuard {
     state: OwnedMutexGuard<SlotState>,
     slot: Arc<Slot>,
+    id: ObjectId,
+    waits: Arc<WaitGraph>,
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.waits.released(&self.id);
+    }
+}
+
+/// Why a slot was not acquired.
+#[derive(Debug)]
+pub(super) enum LockError {
+    /// The deadline passed while the object was busy.
+    Timeout,
+    /// Waiting would close a cycle of chains waiting for each other; the
+    /// objects around it, starting with the one asked for.
+    Cycle(Vec<ObjectId>),
 }
 
 impl SlotGuard {
@@ -65,23 +83,44 @@ impl SlotGuard {
 #[derive(Default)]
 pub(super) struct Registry {
     slots: Mutex<HashMap<ObjectId, Arc<Slot>>>,
+    waits: Arc<WaitGraph>,
 }
 
 impl Registry {
-    /// Waits for the slot of `id`, at most until `deadline`; `None` when the
-    /// deadline passed first.
-    pub(super) async fn lock(&self, id: &ObjectId, deadline: Option<Instant>) -> Option<SlotGuard> {
+    /// Waits, on behalf of call chain `chain`, for the slot of `id`, at most
+    /// until `deadline`.
+    pub(super) async fn lock(
+        &self,
+        id: &ObjectId,
+        chain: u64,
+        deadline: Option<Instant>,
+    ) -> Result<SlotGuard, LockError> {
+        self.waits
+            .start_waiting(chain, id)
+            .map_err(LockError::Cycle)?;
+        // However this wait ends (even by being cancelled), it is no longer
+        // a wait afterwards.
+        let _waiting = Waiting {
+            waits: &self.waits,
+            chain,
+        };
         loop {
             let slot = self.slot(id);
             let locking = slot.state.clone().lock_owned();
             let state = match deadline {
                 Some(deadline) => tokio::time::timeout_at(deadline.into(), locking)
                     .await
-                    .ok()?,
+                    .map_err(|_| LockError::Timeout)?,
                 None => locking.await,
             };
             if !state.retired {
-                return Some(SlotGuard { state, slot });
+                self.waits.acquired(chain, id);
+                return Ok(SlotGuard {
+                    state,
+                    slot,
+                    id: id.clone(),
+                    waits: self.waits.clone(),
+                });
             }
         }
     }
@@ -173,6 +212,18 @@ impl Registry {
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectId, Arc<Slot>>> {
         self.slots.lock().expect("actor registry lock")
+    }
+}
+
+/// Withdraws a chain's wait when dropped.
+struct Waiting<'a> {
+    waits: &'a WaitGraph,
+    chain: u64,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.waits.gave_up(self.chain);
     }
 }
 

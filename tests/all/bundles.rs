@@ -73,7 +73,7 @@ async fn namespaces_are_derived_from_exports() {
         .start()
         .await;
     let namespaces: Vec<_> = server.runtime.classes().namespaces().collect();
-    assert_eq!(namespaces, ["CHAT_ROOM", "COUNTER", "NO_FETCH"]);
+    assert_eq!(namespaces, ["CHAT_ROOM", "COUNTER", "NO_FETCH", "TALLY"]);
     assert_eq!(
         server.call("CHAT_ROOM", "lobby", "ping", json!([])).await,
         "pong"

@@ -162,6 +162,7 @@ async fn only_class_methods_are_callable() {
         "_private",
         "nope",
         "state",
+        "alarm",
     ] {
         let reply = server.rpc("COUNTER", "m", method, json!([])).await;
         assert_eq!(
@@ -171,6 +172,43 @@ async fn only_class_methods_are_callable() {
         );
     }
     assert_eq!(server.call("COUNTER", "m", "value", json!([])).await, 0);
+
+    assert_eq!(server.call("TALLY", "t", "size", json!([])).await, 0);
+    for inherited in ["push", "join", "toString", "map"] {
+        let reply = server.rpc("TALLY", "t", inherited, json!([])).await;
+        assert_eq!(reply.status, 404, "{inherited} of a built-in base class");
+    }
+}
+
+#[tokio::test]
+async fn half_surrogate_pairs_do_not_break_errors_or_logs() {
+    let server = reference().await;
+    let thrown = server
+        .rpc("COUNTER", "u", "throwLoneSurrogate", json!([]))
+        .await;
+    assert_eq!(
+        (thrown.status, thrown.code().as_str()),
+        (500, "execution_error")
+    );
+    assert_eq!(thrown.message(), "Error: bad \u{fffd} half");
+    assert_eq!(
+        server
+            .call("COUNTER", "u", "get", json!(["beforeThrow"]))
+            .await,
+        true,
+        "a throw keeps the dispatch's writes"
+    );
+    assert_eq!(
+        server
+            .call("COUNTER", "u", "logLoneSurrogate", json!([]))
+            .await,
+        true
+    );
+    assert_eq!(
+        server.runtime.actor_starts(),
+        1,
+        "the actor was never discarded"
+    );
 }
 
 #[tokio::test]
@@ -239,6 +277,74 @@ async fn stubs_call_other_objects_and_refuse_cycles() {
 }
 
 #[tokio::test]
+async fn a_cycle_across_two_requests_fails_at_once_instead_of_deadlocking() {
+    let server = Arc::new(
+        ServerBuilder::new(fixture("reference/objects.js"))
+            .limits(|l| l.cpu_timeout = None)
+            .start()
+            .await,
+    );
+    server.call("COUNTER", "x", "increment", json!([])).await;
+    server.call("COUNTER", "y", "increment", json!([])).await;
+    let towards = |from: &'static str, to: &'static str| {
+        let server = server.clone();
+        tokio::spawn(async move {
+            server
+                .rpc("COUNTER", from, "spinThenCall", json!([300, to, "value"]))
+                .await
+        })
+    };
+    let (x, y) = (towards("x", "y"), towards("y", "x"));
+    let mut replies = [x.await.unwrap(), y.await.unwrap()];
+    replies.sort_by_key(|r| r.status);
+    assert_eq!(replies[0].result(), 1, "one request completes");
+    assert_eq!(
+        (replies[1].status, replies[1].code().as_str()),
+        (400, "bad_request")
+    );
+    assert!(
+        replies[1].message().contains("call cycle"),
+        "{}",
+        replies[1].text
+    );
+}
+
+#[tokio::test]
+async fn stub_chains_are_bounded_and_never_starve_the_thread_pool() {
+    let server = Arc::new(reference().await);
+    let deepest = server.call("COUNTER", "c0", "chain", json!([0, 15])).await;
+    assert_eq!(deepest, 15, "sixteen objects in one chain");
+    let too_deep = server.rpc("COUNTER", "c0", "chain", json!([0, 16])).await;
+    assert_eq!(
+        (too_deep.status, too_deep.code().as_str()),
+        (400, "bad_request")
+    );
+    assert!(too_deep.message().contains("too deep"), "{}", too_deep.text);
+
+    // Many chains at once: each level runs on a thread of its own, so none
+    // waits for a free pool thread that the others hold.
+    let chains: Vec<_> = (0..48)
+        .map(|i| {
+            let server = server.clone();
+            tokio::spawn(async move {
+                let reply = server
+                    .rpc(
+                        "COUNTER",
+                        &format!("p{i}"),
+                        "callOther",
+                        json!([format!("q{i}"), "chain", [0, 2]]),
+                    )
+                    .await;
+                reply.result()
+            })
+        })
+        .collect();
+    for chain in chains {
+        assert_eq!(chain.await.unwrap(), 2);
+    }
+}
+
+#[tokio::test]
 async fn a_runaway_object_gets_504_while_another_keeps_answering() {
     let server = Arc::new(
         ServerBuilder::new(fixture("reference/objects.js"))
@@ -272,7 +378,7 @@ async fn a_runaway_object_gets_504_while_another_keeps_answering() {
 async fn the_wall_clock_deadline_answers_504() {
     let server = ServerBuilder::new(fixture("reference/objects.js"))
         .limits(|l| {
-            l.cpu_timeout = Some(std::time::Duration::from_millis(50));
+            l.cpu_timeout = Some(std::time::Duration::from_millis(250));
             l.cpu_fuel = u64::MAX;
         })
         .start()

@@ -235,3 +235,76 @@ async fn dev_errors_off_hides_server_error_messages_only() {
     assert_eq!(bad.status, 400);
     assert!(bad.message().contains("empty"), "{}", bad.text);
 }
+
+#[tokio::test]
+async fn fetch_responses_cannot_forge_framing_and_may_repeat_headers() {
+    let server = reference().await;
+    let framing = server.request("GET", "/fetch/COUNTER/h/framing").await;
+    assert_eq!(
+        (framing.status, framing.text.as_str()),
+        (200, "hello world")
+    );
+    assert_eq!(
+        framing.headers["content-length"], "11",
+        "the gateway frames the body"
+    );
+    assert!(framing.headers.get("transfer-encoding").is_none());
+
+    let cookies = server.request("GET", "/fetch/COUNTER/h/cookies").await;
+    let lines: Vec<_> = cookies.headers.get_all("set-cookie").iter().collect();
+    assert_eq!(
+        lines,
+        ["a=1; Path=/", "b=2; Expires=Wed, 21 Oct 2037 07:28:00 GMT"]
+    );
+
+    let empty = server.request("GET", "/fetch/COUNTER/h/no-content").await;
+    assert_eq!((empty.status, empty.text.as_str()), (204, ""));
+    assert!(
+        empty.headers.get("content-type").is_none(),
+        "{:?}",
+        empty.headers
+    );
+}
+
+#[tokio::test]
+async fn error_responses_carry_the_fuel_of_the_dispatch() {
+    let server = reference().await;
+    let thrown = server.rpc("COUNTER", "f", "rejectAsync", json!([])).await;
+    assert_eq!(thrown.status, 500);
+    assert!(thrown.fuel() > 0);
+    let missing = server.rpc("COUNTER", "f", "nope", json!([])).await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.fuel() > 0, "the lookup ran in the guest");
+    let refused = server.rpc("NOPE", "f", "value", json!([])).await;
+    assert!(
+        refused.headers.get("x-fuel-consumed").is_none(),
+        "nothing ran"
+    );
+}
+
+#[tokio::test]
+async fn a_declared_oversized_body_is_refused_before_it_arrives() {
+    let server = ServerBuilder::new(fixture("reference/objects.js"))
+        .gateway(|g| g.max_request_bytes = 1024)
+        .start()
+        .await;
+    let mut stream = tokio::net::TcpStream::connect(server.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream
+        .write_all(
+            b"POST /rpc/COUNTER/x/increment HTTP/1.1\r\nHost: x\r\n\
+              Content-Length: 999999999\r\n\r\n[]",
+        )
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .expect("answered without waiting for the body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("request_too_large"), "{answer}");
+}

@@ -58,8 +58,120 @@ fn a_broken_bundle_fails_at_start_naming_the_file_and_line() {
 }
 
 #[test]
-fn a_bad_duration_names_the_flag() {
-    let (status, stderr) = run_binary(&["--cpu-timeout", "soon"]);
+fn a_bad_value_names_the_flag() {
+    for (flag, value) in [
+        ("--cpu-timeout", "soon"),
+        ("--idle-timeout", "later"),
+        ("--max-memory", "1MiB"),
+        ("--max-memory", "100GiB"),
+        ("--log-level", "???garbage"),
+        ("--max-live-objects", "many"),
+    ] {
+        let (status, stderr) = run_binary(&[flag, value]);
+        assert_eq!(status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let (status, stderr) = run_binary(&["--storage", file.to_str().unwrap()]);
     assert!(!status.success());
-    assert!(stderr.contains("--cpu-timeout"), "{stderr}");
+    assert!(
+        stderr.contains("storage root") && stderr.contains("a-file"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn console_and_unhandled_rejections_reach_the_log_with_the_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let reference = crate::support::fixtures().join("reference/objects.js");
+    let cases = crate::support::fixtures().join("cases/07-promises-and-rejections.js");
+    let manifest = dir.path().join("m.yaml");
+    std::fs::write(&manifest, "objects:\n  Waiter: Waiter\n").unwrap();
+    let storage = dir.path().join("s");
+
+    let server = BinaryServer::start(&[
+        "--bundle",
+        reference.to_str().unwrap(),
+        "--storage",
+        storage.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        post_json(&server.base, "/rpc/COUNTER/talker/log", "[\"hi\"]")
+            .await
+            .result(),
+        true
+    );
+    assert_eq!(
+        post_json(&server.base, "/rpc/COUNTER/talker/logLoneSurrogate", "[]")
+            .await
+            .result(),
+        true
+    );
+    wait_for_log(&server, "an error line").await;
+    let said = server.log_lines("counter says hi {\"n\":1}");
+    assert_eq!(said.len(), 1, "{said:?}");
+    assert!(
+        said[0].contains("INFO")
+            && said[0].contains("namespace=\"COUNTER\"")
+            && said[0].contains("name=\"talker\""),
+        "{}",
+        said[0]
+    );
+    let error = server.log_lines("an error line");
+    assert!(error[0].contains("ERROR"), "{}", error[0]);
+    let broken = server.log_lines("half \u{fffd} pair line\\nbreak");
+    assert_eq!(
+        broken.len(),
+        1,
+        "one line, its break shown: {:?}",
+        server.log_lines("half")
+    );
+    drop(server);
+
+    let server = BinaryServer::start(&[
+        "--bundle",
+        cases.to_str().unwrap(),
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--storage",
+        storage.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        post_json(&server.base, "/rpc/Waiter/w/unhandledBackground", "[]")
+            .await
+            .result(),
+        "ok"
+    );
+    assert_eq!(
+        post_json(&server.base, "/rpc/Waiter/w/handledLater", "[]")
+            .await
+            .result(),
+        "handled:late"
+    );
+    assert_eq!(
+        post_json(&server.base, "/rpc/Waiter/w/readBg", "[]")
+            .await
+            .result(),
+        "kept"
+    );
+    wait_for_log(&server, "unhandled promise rejection").await;
+    let unhandled = server.log_lines("unhandled promise rejection");
+    assert_eq!(unhandled.len(), 1, "only the background one: {unhandled:?}");
+    assert!(
+        unhandled[0].contains("Error: background failure"),
+        "{}",
+        unhandled[0]
+    );
+}
+
+async fn wait_for_log(server: &BinaryServer, needle: &str) {
+    for _ in 0..100 {
+        if !server.log_lines(needle).is_empty() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("no log line with {needle:?}");
 }

@@ -51,6 +51,8 @@ pub(crate) struct Actor {
     store: Store<ActorState>,
     exports: Exports,
     poisoned: bool,
+    /// The fuel the last entry point consumed.
+    last_fuel: u64,
 }
 
 /// The outcome JSON every entry point produces.
@@ -126,6 +128,7 @@ impl Actor {
             store,
             exports,
             poisoned: false,
+            last_fuel: 0,
         })
     }
 
@@ -185,7 +188,12 @@ impl Actor {
         context: &CallContext,
     ) -> Result<DispatchOutput, DispatchError> {
         let input = serde_json::to_vec(kind).expect("dispatch input encodes");
-        let (outcome, fuel_consumed) = self.transactional(Entry::Dispatch, &input, context)?;
+        let (outcome, fuel_consumed) = self
+            .transactional(Entry::Dispatch, &input, context)
+            .map_err(|mut e| {
+                e.fuel_consumed = Some(self.last_fuel);
+                e
+            })?;
         let value = match kind {
             DispatchKind::Rpc { .. } => DispatchValue::Rpc(
                 outcome
@@ -330,6 +338,7 @@ impl Actor {
 
         let result = self.call_raw(entry, input);
         let fuel_consumed = limits.cpu_fuel - self.store.get_fuel().unwrap_or(0);
+        self.last_fuel = fuel_consumed;
         let refused = self.store.data_mut().limiter_mut().take_refused();
         self.store.set_fuel(u64::MAX).map_err(internal)?;
         self.store.set_epoch_deadline(NO_DEADLINE);

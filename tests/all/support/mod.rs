@@ -259,6 +259,8 @@ pub struct BinaryServer {
     pub base: String,
     /// Lines printed after the listening line.
     pub stdout: std::sync::mpsc::Receiver<String>,
+    /// Everything written to stderr (the log) so far.
+    pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl BinaryServer {
@@ -269,9 +271,19 @@ impl BinaryServer {
             .args(args)
             .args(["--addr", "127.0.0.1:0"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("the binary starts");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let log = BufReader::new(child.stderr.take().unwrap());
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in log.lines().map_while(Result::ok) {
+                let mut sink = sink.lock().unwrap();
+                sink.push_str(&line);
+                sink.push('\n');
+            }
+        });
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let base = loop {
             let line = lines
@@ -293,7 +305,17 @@ impl BinaryServer {
             child,
             base,
             stdout,
+            stderr,
         }
+    }
+
+    /// The log lines written so far that contain `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        let log = self.stderr.lock().unwrap();
+        log.lines()
+            .filter(|l| l.contains(needle))
+            .map(String::from)
+            .collect()
     }
 
     /// The next line printed, waiting at most five seconds.
