@@ -2,8 +2,8 @@
 //!
 //! Everything that depends on the time of day goes through one [`Clock`]:
 //! when an alarm is due, how long a retry waits, how long an actor has been
-//! idle, and what `Date.now()` answers inside JavaScript (the clock is handed
-//! to the guest as its WASI wall clock). Production uses [`SystemClock`];
+//! idle, and what `Date.now()` answers inside JavaScript (the guest's WASI
+//! clock reads it, except in deterministic mode). Production uses [`SystemClock`];
 //! tests and embedders that want to control time use [`ManualClock`], so no
 //! test waits seconds of real time for an alarm or an eviction.
 
@@ -15,6 +15,13 @@ use std::{
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
+
+/// Where `Date.now()` starts in deterministic mode: 2026-01-01T00:00:00Z.
+pub const DETERMINISTIC_EPOCH_MS: u64 = 1_767_225_600_000;
+
+/// How much fuel one logical millisecond takes in deterministic mode
+/// (roughly what this project's machines burn in a real millisecond).
+pub const FUEL_PER_MILLISECOND: u64 = 10_000_000;
 
 /// A source of wall-clock time in milliseconds since the Unix epoch.
 pub trait Clock: Send + Sync + 'static {
@@ -91,20 +98,6 @@ impl Default for SharedClock {
 impl fmt::Debug for SharedClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SharedClock")
-    }
-}
-
-/// The clock as a WASI wall clock, so that `Date.now()` in the guest reads
-/// the same time as the scheduler.
-pub(crate) struct GuestWallClock(pub(crate) SharedClock);
-
-impl wasmtime_wasi::HostWallClock for GuestWallClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_millis(1)
-    }
-
-    fn now(&self) -> Duration {
-        Duration::from_millis(self.0.now_ms())
     }
 }
 

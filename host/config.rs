@@ -50,14 +50,22 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub struct Limits {
     /// Wall-clock deadline of one dispatch; `None` disables it.
     pub cpu_timeout: Option<Duration>,
-    /// Fuel budget of one dispatch (and of each actor start).
+    /// Fuel budget of one dispatch.
     pub cpu_fuel: u64,
+    /// Fuel budget of each step of an actor start (evaluating the bundle,
+    /// running the constructor); `None` is the same as `cpu_fuel`.
+    pub start_fuel: Option<u64>,
     /// Linear-memory cap of one actor, in bytes.
     pub max_memory: u64,
     /// Largest storage key, in bytes.
     pub max_key_bytes: usize,
     /// Largest stored value, in bytes of JSON.
     pub max_value_bytes: usize,
+    /// Deterministic mode with this seed: `Date.now()` is logical time that
+    /// advances with fuel, and `Math.random()` and `crypto.getRandomValues()`
+    /// are seeded from the seed and the object; `None` for real time and
+    /// randomness.
+    pub seed: Option<u64>,
 }
 
 impl Default for Limits {
@@ -65,9 +73,11 @@ impl Default for Limits {
         Self {
             cpu_timeout: Some(DEFAULT_CPU_TIMEOUT),
             cpu_fuel: DEFAULT_CPU_FUEL,
+            start_fuel: None,
             max_memory: DEFAULT_MAX_MEMORY,
             max_key_bytes: DEFAULT_MAX_KEY_BYTES,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            seed: None,
         }
     }
 }

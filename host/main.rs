@@ -3,17 +3,28 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use go_go_objects::{cli::Cli, telemetry};
+use go_go_objects::{
+    cli::{Cli, Command},
+    telemetry,
+};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(&cli.serve.log_level);
-    match cli.serve.execute().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("go-go-objects: {e:#}");
-            ExitCode::FAILURE
+    match cli.command {
+        Some(Command::Run(run)) => {
+            telemetry::init(&run.log_level);
+            run.execute().await
+        }
+        None => {
+            telemetry::init(&cli.serve.log_level);
+            match cli.serve.execute().await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("go-go-objects: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
         }
     }
 }

@@ -38,6 +38,9 @@ struct LoadInput {
     memory_limit: usize,
     /// QuickJS's own stack limit in bytes.
     max_stack_size: usize,
+    /// Deterministic mode: `Math.random` is seeded from the host.
+    #[serde(default)]
+    deterministic: bool,
 }
 
 /// A loaded engine: the runtime and the prelude's entry object.
@@ -72,7 +75,7 @@ pub fn load(input: &[u8]) -> Result<String, String> {
         .runtime()
         .set_host_promise_rejection_tracker(Some(Box::new(track_rejection)));
     let (entry, description) = runtime.context().with(|ctx| -> Result<_, String> {
-        let entry = install_prelude(&ctx)?;
+        let entry = install_prelude(&ctx, input.deterministic)?;
         let track: Function = entry
             .get("trackRejection")
             .map_err(|e| format!("the prelude has no `trackRejection`: {e}"))?;
@@ -95,7 +98,7 @@ fn track_rejection<'js>(ctx: Ctx<'js>, promise: Value<'js>, reason: Value<'js>, 
 }
 
 /// Runs the prelude and returns its entry object.
-fn install_prelude<'js>(ctx: &Ctx<'js>) -> Result<Object<'js>, String> {
+fn install_prelude<'js>(ctx: &Ctx<'js>, deterministic: bool) -> Result<Object<'js>, String> {
     let host_call = Function::new(ctx.clone(), |request: String| -> Option<String> {
         imports::call(&request)
     })
@@ -109,7 +112,7 @@ fn install_prelude<'js>(ctx: &Ctx<'js>) -> Result<Object<'js>, String> {
         .eval_with_options(PRELUDE, eval_options(PRELUDE_FILENAME, true))
         .map_err(|e| format!("failed to evaluate the prelude: {}", exception_text(ctx, e)))?;
     factory
-        .call((host_call, host_log))
+        .call((host_call, host_log, deterministic))
         .map_err(|e| format!("failed to install the prelude: {}", exception_text(ctx, e)))
 }
 

@@ -10,7 +10,7 @@
 //
 // Every answer to the host is a JSON "outcome": {"ok":true,...} or
 // {"ok":false,"error":{"code","message"}}.
-(function (hostCall, hostLog) {
+(function (hostCall, hostLog, deterministic) {
   'use strict';
 
   // Built-ins captured before user code runs, so that a bundle that replaces
@@ -367,6 +367,108 @@
       },
     };
     return freeze(storage);
+  }
+
+  // ---- randomness ---------------------------------------------------------
+
+  const Uint8ArrayCtor = Uint8Array;
+  const TypedArrayProto = getPrototypeOf(Uint8Array.prototype);
+  const typedArrayTag = getOwnPropertyDescriptor(TypedArrayProto, Symbol.toStringTag).get;
+  const typedArrayBuffer = getOwnPropertyDescriptor(TypedArrayProto, 'buffer').get;
+  const typedArrayOffset = getOwnPropertyDescriptor(TypedArrayProto, 'byteOffset').get;
+  const typedArrayLength = getOwnPropertyDescriptor(TypedArrayProto, 'byteLength').get;
+  const NumberParseInt = Number.parseInt;
+  const StringSlice = String.prototype.slice;
+  const INTEGER_ARRAYS = ['Int8Array', 'Uint8Array', 'Uint8ClampedArray', 'Int16Array',
+    'Uint16Array', 'Int32Array', 'Uint32Array', 'BigInt64Array', 'BigUint64Array'];
+  const MAX_RANDOM_BYTES = 65536;
+
+  // `length` random bytes from the host, in a new Uint8Array.
+  function randomBytes(length) {
+    const hex = host({ op: 'randomBytes', len: length });
+    const bytes = new Uint8ArrayCtor(length);
+    for (let i = 0; i < length; i++) {
+      bytes[i] = NumberParseInt(ReflectApply(StringSlice, hex, [2 * i, 2 * i + 2]), 16);
+    }
+    return bytes;
+  }
+
+  function getRandomValues(array) {
+    let tag;
+    try {
+      tag = ReflectApply(typedArrayTag, array, []);
+    } catch (_) { /* not a typed array */ }
+    let integer = false;
+    for (let i = 0; i < INTEGER_ARRAYS.length; i++) {
+      if (INTEGER_ARRAYS[i] === tag) integer = true;
+    }
+    if (!integer) {
+      const error = new TypeErrorCtor('getRandomValues needs an integer typed array');
+      error.name = 'TypeMismatchError';
+      throw error;
+    }
+    const length = ReflectApply(typedArrayLength, array, []);
+    if (length > MAX_RANDOM_BYTES) {
+      const error = new ErrorCtor('getRandomValues fills at most 65536 bytes, not ' + length);
+      error.name = 'QuotaExceededError';
+      throw error;
+    }
+    const view = new Uint8ArrayCtor(ReflectApply(typedArrayBuffer, array, []),
+      ReflectApply(typedArrayOffset, array, []), length);
+    const bytes = randomBytes(length);
+    for (let i = 0; i < length; i++) view[i] = bytes[i];
+    return array;
+  }
+
+  function randomUUID() {
+    const bytes = randomBytes(16);
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let out = '';
+    for (let i = 0; i < 16; i++) {
+      if (i === 4 || i === 6 || i === 8 || i === 10) out += '-';
+      out += (bytes[i] < 16 ? '0' : '') + bytes[i].toString(16);
+    }
+    return out;
+  }
+
+  if (typeof globalThis.crypto === 'undefined') {
+    defineProperty(globalThis, 'crypto', {
+      value: freeze({ getRandomValues, randomUUID }),
+      writable: true,
+      configurable: true,
+    });
+  }
+
+  // In deterministic mode Math.random is xoshiro128** seeded by the host
+  // (from --seed and the object), instead of QuickJS's clock-seeded one.
+  if (deterministic) {
+    const seed = randomBytes(16);
+    const word = (i) => (seed[i] | (seed[i + 1] << 8) | (seed[i + 2] << 16) | (seed[i + 3] << 24)) >>> 0;
+    let s0 = word(0) || 1;
+    let s1 = word(4);
+    let s2 = word(8);
+    let s3 = word(12);
+    const MathImul = Math.imul;
+    const rotl = (x, k) => ((x << k) | (x >>> (32 - k))) >>> 0;
+    const next = () => {
+      const result = MathImul(rotl(MathImul(s1, 5) >>> 0, 7), 9) >>> 0;
+      const t = (s1 << 9) >>> 0;
+      s2 = (s2 ^ s0) >>> 0;
+      s3 = (s3 ^ s1) >>> 0;
+      s1 = (s1 ^ s2) >>> 0;
+      s0 = (s0 ^ s3) >>> 0;
+      s2 = (s2 ^ t) >>> 0;
+      s3 = rotl(s3, 11);
+      return result;
+    };
+    defineProperty(Math, 'random', {
+      value: function random() {
+        return ((next() >>> 5) * 67108864 + (next() >>> 6)) / 9007199254740992;
+      },
+      writable: true,
+      configurable: true,
+    });
   }
 
   // ---- env and stubs ------------------------------------------------------

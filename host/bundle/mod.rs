@@ -107,6 +107,16 @@ impl Bundle {
         &self.filename
     }
 
+    /// The name JavaScript sees in stack traces and syntax errors: the file
+    /// name without its directory. Fuel must not depend on where the bundle
+    /// happens to lie, and the engine's work grows with the name's length.
+    pub fn script_name(&self) -> &str {
+        Path::new(&self.filename)
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or(&self.filename)
+    }
+
     /// The bundle's source text.
     pub fn source(&self) -> &str {
         &self.source

@@ -1,11 +1,18 @@
-//! The command line: `go-go-objects [FLAGS]` starts the gateway.
+//! The command line: `go-go-objects [FLAGS]` starts the gateway;
+//! `go-go-objects run ...` runs one dispatch offline.
 
+mod common;
 mod parse;
+mod run;
 mod serve;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
+pub use common::{BundleArgs, LimitArgs};
 pub use parse::{parse_byte_size, parse_duration};
+pub use run::{
+    EXIT_CODES_HELP, EXIT_HANDLER_ERROR, EXIT_LIMIT, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, RunArgs,
+};
 pub use serve::ServeArgs;
 
 /// Serve Durable Objects-style JavaScript classes from sandboxed QuickJS
@@ -13,13 +20,31 @@ pub use serve::ServeArgs;
 ///
 /// Each object (a namespace and a name) is one actor with its own WebAssembly
 /// instance, fuel budget and SQLite database. Without --bundle, a built-in
-/// Counter is served as the namespace COUNTER.
+/// Counter is served as the namespace COUNTER. The flags below start the
+/// gateway; `go-go-objects run --help` describes the one-shot runner.
 #[derive(Debug, Parser)]
-#[command(name = "go-go-objects", version)]
+#[command(
+    name = "go-go-objects",
+    version,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    /// A subcommand; without one, the gateway is served.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Gateway settings.
     #[command(flatten)]
     pub serve: ServeArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one RPC or fetch dispatch offline and print a JSON report: the
+    /// result, the fuel consumed, the wall time and the storage keys
+    /// written.
+    Run(RunArgs),
 }
 
 #[cfg(test)]
@@ -38,9 +63,12 @@ mod tests {
         let cli = Cli::parse_from(["go-go-objects"]);
         assert_eq!(cli.serve.addr, "127.0.0.1:8787");
         assert_eq!(cli.serve.storage.to_str(), Some("./var/durable-objects"));
-        assert_eq!(cli.serve.cpu_timeout, std::time::Duration::from_secs(2));
+        assert_eq!(
+            cli.serve.limits.cpu_timeout,
+            std::time::Duration::from_secs(2)
+        );
         assert!(cli.serve.dev_errors);
-        assert!(cli.serve.bundle.is_none());
+        assert!(cli.serve.bundle.bundle.is_none());
     }
 
     #[test]
@@ -53,7 +81,10 @@ mod tests {
             "250ms",
             "--dev-errors=false",
         ]);
-        assert_eq!(cli.serve.cpu_timeout, std::time::Duration::from_millis(250));
+        assert_eq!(
+            cli.serve.limits.cpu_timeout,
+            std::time::Duration::from_millis(250)
+        );
         assert!(!cli.serve.dev_errors);
     }
 }

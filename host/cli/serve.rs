@@ -2,16 +2,18 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{ArgAction, Args};
 use tokio::net::TcpListener;
 
-use super::parse::{parse_actor_memory, parse_byte_size, parse_duration, parse_log_filter};
+use super::{
+    common::{BundleArgs, LimitArgs},
+    parse::{parse_byte_size, parse_duration, parse_log_filter},
+};
 use crate::{
     alarms::{self, RetryPolicy},
-    bundle::{self, Bundle},
     clock::SharedClock,
-    config::{self, AlarmConfig, EvictionConfig, Limits, RuntimeConfig},
+    config::{self, AlarmConfig, EvictionConfig, RuntimeConfig},
     gateway::{self, GatewayOptions},
     runtime::Runtime,
 };
@@ -28,33 +30,17 @@ pub struct ServeArgs {
     )]
     pub addr: String,
 
+    /// Which classes to serve.
+    #[command(flatten)]
+    pub bundle: BundleArgs,
+
+    /// Per-actor limits.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+
     /// Storage root: one SQLite database per object under `objects/`.
     #[arg(long, value_name = "DIR", default_value = config::DEFAULT_STORAGE, env = "GO_GO_OBJECTS_STORAGE")]
     pub storage: PathBuf,
-
-    /// CommonJS bundle whose `exports.objects` holds the classes to serve;
-    /// without it, the built-in Counter is served as COUNTER.
-    #[arg(long, value_name = "FILE")]
-    pub bundle: Option<PathBuf>,
-
-    /// JSON or YAML `objects: {NAMESPACE: Class}` map; needs --bundle. Without
-    /// it, namespaces are derived from the export names (ChatRoom → CHAT_ROOM).
-    #[arg(long, value_name = "FILE")]
-    pub manifest: Option<PathBuf>,
-
-    /// Wall-clock deadline of one dispatch, including promise settlement and
-    /// calls to other objects (`250ms`, `2s`; 0 disables).
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
-    pub cpu_timeout: Duration,
-
-    /// Fuel budget of one dispatch: a deterministic CPU limit, about one unit
-    /// per wasm instruction (0 disables).
-    #[arg(long, value_name = "FUEL", default_value_t = config::DEFAULT_CPU_FUEL)]
-    pub cpu_fuel: u64,
-
-    /// Linear-memory cap of one actor, 8MiB to 4GiB (`64MiB`, `1GiB`).
-    #[arg(long, value_name = "BYTES", default_value = "128MiB", value_parser = parse_actor_memory)]
-    pub max_memory: u64,
 
     /// Longest the alarm loop sleeps before it looks for due alarms again;
     /// alarms set through this server are noticed at once (0 disables alarm
@@ -110,16 +96,7 @@ impl ServeArgs {
         let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
         RuntimeConfig {
             storage_root: self.storage.clone(),
-            limits: Limits {
-                cpu_timeout: nonzero(self.cpu_timeout),
-                cpu_fuel: if self.cpu_fuel == 0 {
-                    u64::MAX
-                } else {
-                    self.cpu_fuel
-                },
-                max_memory: self.max_memory,
-                ..Limits::default()
-            },
+            limits: self.limits.limits(),
             alarms: AlarmConfig {
                 interval: nonzero(self.alarm_interval),
                 retry: RetryPolicy {
@@ -145,19 +122,8 @@ impl ServeArgs {
     /// (the message names the file and the reason), or the address cannot be
     /// bound.
     pub async fn execute(self) -> anyhow::Result<()> {
-        if self.manifest.is_some() && self.bundle.is_none() {
-            bail!("--manifest requires --bundle");
-        }
-        let builtin = self.bundle.is_none();
-        let bundle = match &self.bundle {
-            Some(path) => Bundle::from_file(path)?,
-            None => Bundle::builtin_counter(),
-        };
-        let manifest = self
-            .manifest
-            .as_deref()
-            .map(bundle::read_manifest)
-            .transpose()?;
+        let builtin = self.bundle.bundle.is_none();
+        let (bundle, manifest) = self.bundle.load()?;
         let config = self.runtime_config();
         check_open_file_limit(self.max_live_objects);
         let runtime =

@@ -55,14 +55,19 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
+/// The error of a call that needed more than its `budget` of fuel.
+pub(crate) fn out_of_fuel(budget: u64) -> DispatchError {
+    DispatchError::new(
+        ErrorCode::Timeout,
+        format!("the dispatch used its whole fuel budget of {budget} (--cpu-fuel)"),
+    )
+}
+
 /// Turns a failed guest call into the client's error. `fuel` and `timeout`
 /// describe the limits in force, for the message.
 pub(crate) fn trap_to_error(error: &wasmtime::Error, fuel: u64, timeout: &str) -> DispatchError {
     match error.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => DispatchError::new(
-            ErrorCode::Timeout,
-            format!("the dispatch used its whole fuel budget of {fuel} (--cpu-fuel)"),
-        ),
+        Some(Trap::OutOfFuel) => out_of_fuel(fuel),
         Some(Trap::Interrupt) => DispatchError::new(
             ErrorCode::Timeout,
             format!("the dispatch exceeded its deadline of {timeout} (--cpu-timeout)"),

@@ -18,7 +18,7 @@ use wasmtime::{
 
 use crate::hostcalls::{self, ActorState};
 
-pub(crate) use limits::{MemoryLimiter, trap_to_error};
+pub(crate) use limits::{MemoryLimiter, out_of_fuel, trap_to_error};
 
 /// The guest module, built by `build.rs`.
 const GUEST_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest.wasm"));

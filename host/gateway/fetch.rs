@@ -61,7 +61,7 @@ pub(super) async fn handle(
 }
 
 /// The request object the handler sees.
-fn fetch_request(
+pub(crate) fn fetch_request(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,

@@ -29,6 +29,7 @@ use crate::{
     runtime::Runtime,
 };
 pub(crate) use error::ApiError;
+pub(crate) use fetch::fetch_request;
 
 /// How long a client may take between two pieces of a request body.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);

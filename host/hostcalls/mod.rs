@@ -10,6 +10,7 @@
 
 mod memory;
 mod requests;
+mod time;
 
 use std::{sync::Arc, time::Instant};
 
@@ -18,14 +19,8 @@ use wasmtime::{Caller, Linker, bail, error::Context, format_err};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::{
-    alarms::AlarmIndex,
-    bundle::ClassMap,
-    clock::{GuestWallClock, SharedClock},
-    config::Limits,
-    engine::MemoryLimiter,
-    error::DispatchError,
-    id::ObjectId,
-    storage::ObjectStorage,
+    alarms::AlarmIndex, bundle::ClassMap, clock::SharedClock, config::Limits,
+    engine::MemoryLimiter, error::DispatchError, id::ObjectId, storage::ObjectStorage,
 };
 
 /// The largest request a guest may send in one host call.
@@ -73,6 +68,7 @@ pub(crate) struct CallContext {
 pub(crate) struct ActorState {
     wasi: WasiP1Ctx,
     limiter: MemoryLimiter,
+    time: time::GuestTime,
     host: HostContext,
 }
 
@@ -98,6 +94,10 @@ pub(crate) struct HostContext {
     pub(crate) call: CallContext,
     /// Whether the current dispatch set or deleted the alarm.
     pub(crate) alarm_changed: bool,
+    /// The `--seed` in deterministic mode.
+    pub(crate) seed: Option<u64>,
+    /// Random bytes for `crypto.getRandomValues` and friends.
+    pub(crate) random: rand::rngs::StdRng,
     /// The answer to the last `host_call`, until the guest fetches it.
     pending_answer: Option<Vec<u8>>,
 }
@@ -122,6 +122,8 @@ impl HostContext {
         clock: SharedClock,
     ) -> Self {
         Self {
+            random: time::actor_rng(&id, limits.seed, "js"),
+            seed: limits.seed,
             id,
             storage: Some(services.storage),
             limits,
@@ -138,8 +140,11 @@ impl HostContext {
     /// A context for the start-up probe that only evaluates the bundle: no
     /// storage, no stubs, no alarms.
     pub(crate) fn probe(limits: Limits, clock: SharedClock) -> Self {
+        let id = ObjectId::new("bundle", "probe").expect("a valid id");
         Self {
-            id: ObjectId::new("bundle", "probe").expect("a valid id"),
+            random: time::actor_rng(&id, limits.seed, "js"),
+            seed: limits.seed,
+            id,
             storage: None,
             limits,
             classes: Arc::default(),
@@ -158,13 +163,17 @@ impl ActorState {
     /// environment, no arguments and no sockets; guest stdout and stderr go
     /// nowhere (console output reaches the log through [`names::IMPORT_LOG`]).
     pub(crate) fn new(host: HostContext) -> Self {
-        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
-            .wall_clock(GuestWallClock(host.clock.clone()))
-            .build_p1();
+        let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
+        if host.seed.is_some() {
+            wasi.secure_random(time::actor_rng(&host.id, host.seed, "wasi"))
+                .insecure_random(time::actor_rng(&host.id, host.seed, "wasi-insecure"))
+                .insecure_random_seed(0);
+        }
         let limiter = MemoryLimiter::new(host.limits.max_memory);
         Self {
-            wasi,
+            wasi: wasi.build_p1(),
             limiter,
+            time: time::GuestTime::new(host.seed.is_some()),
             host,
         }
     }
@@ -177,6 +186,17 @@ impl ActorState {
     /// The memory limiter, for `Store::limiter`.
     pub(crate) fn limiter_mut(&mut self) -> &mut MemoryLimiter {
         &mut self.limiter
+    }
+
+    /// The guest clock's view of the current entry point: it starts with
+    /// `budget` fuel.
+    pub(crate) fn enter(&mut self, budget: u64) {
+        self.time.enter(budget);
+    }
+
+    /// The current entry point ended having consumed `fuel`.
+    pub(crate) fn leave(&mut self, fuel: u64) {
+        self.time.leave(fuel);
     }
 
     /// The host-call context.
@@ -209,7 +229,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<ActorState>) -> wasmtime::Result
     linker
         .func_wrap(names::IMPORT_MODULE, names::IMPORT_LOG, log)
         .context("failed to link `log`")?;
-    Ok(())
+    time::add_to_linker(linker)
 }
 
 /// `host_call(ptr, len) -> answer_len`: reads a JSON request, performs it and

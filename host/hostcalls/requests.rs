@@ -44,6 +44,8 @@ enum HostRequest {
     GetAlarm,
     /// `storage.deleteAlarm()`.
     DeleteAlarm,
+    /// `crypto.getRandomValues` and friends: `len` random bytes as hex.
+    RandomBytes { len: usize },
     /// `env.NS.getByName(name)`: the validated id.
     ObjectId { namespace: String, name: String },
     /// `stub.rpc(method, args)`: `args` is a JSON array as text; the answer's
@@ -141,6 +143,17 @@ fn perform(host: &mut HostContext, request: HostRequest) -> Result<Value, Dispat
             host.alarm_changed = true;
             Ok(Value::Null)
         }
+        HostRequest::RandomBytes { len } => {
+            if len > MAX_RANDOM_BYTES {
+                return Err(DispatchError::bad_request(format!(
+                    "at most {MAX_RANDOM_BYTES} random bytes per call, asked for {len}"
+                )));
+            }
+            Ok(Value::String(super::time::random_hex(
+                &mut host.random,
+                len,
+            )))
+        }
         HostRequest::ObjectId { namespace, name } => {
             let id = stub_target(host, &namespace, &name)?;
             Ok(serde_json::to_value(&id).expect("ids encode as JSON"))
@@ -162,6 +175,10 @@ fn perform(host: &mut HostContext, request: HostRequest) -> Result<Value, Dispat
         }
     }
 }
+
+/// The most random bytes one request returns (the Web Crypto limit of
+/// `getRandomValues`).
+const MAX_RANDOM_BYTES: usize = 65_536;
 
 /// The largest alarm time accepted: the last instant a JavaScript `Date`
 /// can represent.

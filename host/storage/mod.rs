@@ -402,6 +402,27 @@ pub fn read_stored_alarm(path: &Path) -> Result<Option<StoredAlarm>, StorageErro
     Ok(Some(StoredAlarm { id, alarm }))
 }
 
+/// Every key and JSON value of the database at `path`, read without
+/// changing it.
+///
+/// # Errors
+///
+/// [`StorageError`] naming the file when it cannot be read.
+pub fn read_values(
+    path: &Path,
+) -> Result<std::collections::BTreeMap<String, String>, StorageError> {
+    let fail = |e: rusqlite::Error| StorageError(format!("`{}`: {e}", path.display()));
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(fail)?;
+    let mut stmt = conn
+        .prepare("SELECT key, value_json FROM kv")
+        .map_err(fail)?;
+    let rows = stmt
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .map_err(fail)?;
+    rows.collect::<Result<_, _>>().map_err(fail)
+}
+
 /// Every object database under `root`, in no particular order.
 pub fn database_files(root: &Path) -> Vec<PathBuf> {
     let Ok(dirs) = std::fs::read_dir(root.join("objects")) else {

@@ -13,6 +13,7 @@ mod bundles;
 mod cases;
 mod dispatch;
 mod gateway;
+mod runner;
 mod seed;
 mod storage;
 mod support;

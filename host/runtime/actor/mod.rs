@@ -23,13 +23,17 @@ pub(crate) use alarm::AlarmOutcome;
 use super::envelope::{DispatchKind, DispatchOutput, DispatchValue, FetchResponse};
 use crate::{
     bundle::{Bundle, ExportInfo},
-    engine::{EPOCH_TICK, GuestEngine, trap_to_error},
+    engine::{EPOCH_TICK, GuestEngine, out_of_fuel, trap_to_error},
     error::{DispatchError, ErrorCode},
     hostcalls::{ActorState, CallContext, HostContext},
 };
 
 /// QuickJS's own stack limit, in bytes of the guest's shadow stack.
 const QUICKJS_STACK_BYTES: u64 = 512 * 1024;
+
+/// Fuel a call may use past its budget before wasmtime's next check traps
+/// it; see [`Actor::call`].
+const FUEL_MARGIN: u64 = 1_000_000;
 
 /// An epoch deadline that is never reached. wasmtime adds the current epoch
 /// to it, so it must leave room below `u64::MAX`.
@@ -82,6 +86,7 @@ struct LoadInput<'a> {
     source: &'a str,
     memory_limit: u64,
     max_stack_size: u64,
+    deterministic: bool,
 }
 
 #[derive(Serialize)]
@@ -146,10 +151,11 @@ impl Actor {
     ) -> Result<Result<Vec<ExportInfo>, String>, DispatchError> {
         let max_memory = self.store.data().host().limits.max_memory;
         let input = LoadInput {
-            filename: bundle.filename(),
+            filename: bundle.script_name(),
             source: bundle.source(),
             memory_limit: (max_memory / 4 * 3).min(u64::from(u32::MAX)),
             max_stack_size: QUICKJS_STACK_BYTES,
+            deterministic: self.store.data().host().seed.is_some(),
         };
         let input = serde_json::to_vec(&input).expect("load input encodes");
         let (outcome, _) = self.call(Entry::Load, &input, context)?;
@@ -327,8 +333,19 @@ impl Actor {
         context: &CallContext,
     ) -> Result<(Outcome, u64), DispatchError> {
         let limits = self.store.data().host().limits.clone();
+        let budget = match entry {
+            Entry::Load | Entry::Construct => limits.start_fuel.unwrap_or(limits.cpu_fuel),
+            Entry::Dispatch => limits.cpu_fuel,
+        };
+        // wasmtime checks fuel only at function entries and loop heads, so
+        // a call may overdraw its fuel a little before it would trap. The
+        // store gets a margin over the budget, and any use past the budget
+        // counts as running out: the limit is exact, and a dispatch that
+        // succeeds used at most its budget.
+        let metered = budget.saturating_add(FUEL_MARGIN);
         self.store.data_mut().host_mut().call = context.clone();
-        self.store.set_fuel(limits.cpu_fuel).map_err(internal)?;
+        self.store.set_fuel(metered).map_err(internal)?;
+        self.store.data_mut().enter(metered);
         self.store
             .set_epoch_deadline(epoch_ticks_until(context.deadline));
         let timeout = limits.cpu_timeout.map_or_else(
@@ -337,8 +354,10 @@ impl Actor {
         );
 
         let result = self.call_raw(entry, input);
-        let fuel_consumed = limits.cpu_fuel - self.store.get_fuel().unwrap_or(0);
+        let used = metered - self.store.get_fuel().unwrap_or(0);
+        let fuel_consumed = used.min(budget);
         self.last_fuel = fuel_consumed;
+        self.store.data_mut().leave(used);
         let refused = self.store.data_mut().limiter_mut().take_refused();
         self.store.set_fuel(u64::MAX).map_err(internal)?;
         self.store.set_epoch_deadline(NO_DEADLINE);
@@ -355,8 +374,12 @@ impl Actor {
         }
         let (status_word, output) = result.map_err(|e| {
             self.poisoned = true;
-            trap_to_error(&e, limits.cpu_fuel, &timeout)
+            trap_to_error(&e, budget, &timeout)
         })?;
+        if used > budget {
+            self.poisoned = true;
+            return Err(out_of_fuel(budget));
+        }
         if status_word != status::OK {
             self.poisoned = true;
             return Err(DispatchError::new(

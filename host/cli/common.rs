@@ -1,0 +1,101 @@
+//! Flags shared by `serve` and `run`: the bundle and the per-actor limits.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::bail;
+use clap::Args;
+
+use super::parse::{parse_actor_memory, parse_duration};
+use crate::{
+    bundle::{self, Bundle, Manifest},
+    config::{self, Limits},
+};
+
+/// Which classes to serve.
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    /// CommonJS bundle whose `exports.objects` holds the classes to serve;
+    /// without it, the built-in Counter is served as COUNTER.
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
+
+    /// JSON or YAML `objects: {NAMESPACE: Class}` map; needs --bundle. Without
+    /// it, namespaces are derived from the export names (ChatRoom → CHAT_ROOM).
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+}
+
+impl BundleArgs {
+    /// Reads the bundle (or takes the built-in counter) and the manifest.
+    ///
+    /// # Errors
+    ///
+    /// When `--manifest` comes without `--bundle`, or a file cannot be read
+    /// or parsed; the message names the file.
+    pub fn load(&self) -> anyhow::Result<(Bundle, Option<Manifest>)> {
+        if self.manifest.is_some() && self.bundle.is_none() {
+            bail!("--manifest requires --bundle");
+        }
+        let bundle = match &self.bundle {
+            Some(path) => Bundle::from_file(path)?,
+            None => Bundle::builtin_counter(),
+        };
+        let manifest = self
+            .manifest
+            .as_deref()
+            .map(bundle::read_manifest)
+            .transpose()?;
+        Ok((bundle, manifest))
+    }
+}
+
+/// The limits of every actor, and deterministic mode.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Wall-clock deadline of one dispatch, including promise settlement and
+    /// calls to other objects (`250ms`, `2s`; 0 disables).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub cpu_timeout: Duration,
+
+    /// Fuel budget of one dispatch: a deterministic CPU limit, about one unit
+    /// per wasm instruction (0 disables).
+    #[arg(long, value_name = "FUEL", default_value_t = config::DEFAULT_CPU_FUEL)]
+    pub cpu_fuel: u64,
+
+    /// Linear-memory cap of one actor, 8MiB to 4GiB (`64MiB`, `1GiB`).
+    #[arg(long, value_name = "BYTES", default_value = "128MiB", value_parser = parse_actor_memory)]
+    pub max_memory: u64,
+
+    /// Make every actor reproducible: `Date.now()` starts at
+    /// 2026-01-01T00:00:00Z and advances 1 ms per 10 million fuel consumed;
+    /// `Math.random()` and `crypto.getRandomValues()` are seeded from --seed
+    /// and the object.
+    #[arg(long)]
+    pub deterministic: bool,
+
+    /// The seed of deterministic mode.
+    #[arg(
+        long,
+        value_name = "SEED",
+        default_value_t = 0,
+        requires = "deterministic"
+    )]
+    pub seed: u64,
+}
+
+impl LimitArgs {
+    /// The limits these flags describe.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            cpu_timeout: (!self.cpu_timeout.is_zero()).then_some(self.cpu_timeout),
+            cpu_fuel: if self.cpu_fuel == 0 {
+                u64::MAX
+            } else {
+                self.cpu_fuel
+            },
+            max_memory: self.max_memory,
+            seed: self.deterministic.then_some(self.seed),
+            ..Limits::default()
+        }
+    }
+}
