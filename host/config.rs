@@ -1,8 +1,12 @@
 //! Runtime settings and their defaults.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
-use crate::{alarms::RetryPolicy, clock::SharedClock};
+use crate::{alarms::RetryPolicy, clock::SharedClock, events::Events};
 
 /// Default storage root.
 pub const DEFAULT_STORAGE: &str = "./var/durable-objects";
@@ -138,6 +142,33 @@ pub struct RuntimeConfig {
     pub eviction: EvictionConfig,
     /// The time source of alarms, eviction and `Date.now()` in JavaScript.
     pub clock: SharedClock,
+    /// Where the databases of some namespaces live instead of
+    /// `storage_root` (namespace → root). The alarm index stays under
+    /// `storage_root`.
+    pub namespace_storage: BTreeMap<String, PathBuf>,
+    /// Who hears of dispatches, actor starts and stops, and alarm runs
+    /// (they are logged either way).
+    pub events: Events,
+}
+
+impl RuntimeConfig {
+    /// The storage root of `namespace`'s objects.
+    pub fn storage_root_for(&self, namespace: &str) -> &Path {
+        self.namespace_storage
+            .get(namespace)
+            .unwrap_or(&self.storage_root)
+    }
+
+    /// Every distinct storage root, the default one first.
+    pub fn storage_roots(&self) -> Vec<&Path> {
+        let mut roots = vec![self.storage_root.as_path()];
+        for root in self.namespace_storage.values() {
+            if !roots.contains(&root.as_path()) {
+                roots.push(root);
+            }
+        }
+        roots
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -148,6 +179,8 @@ impl Default for RuntimeConfig {
             alarms: AlarmConfig::default(),
             eviction: EvictionConfig::default(),
             clock: SharedClock::default(),
+            namespace_storage: BTreeMap::new(),
+            events: Events::default(),
         }
     }
 }

@@ -19,6 +19,8 @@ pub enum ErrorCode {
     MethodNotFound,
     /// The class has no `fetch` handler (404, answered as plain text).
     FetchNotImplemented,
+    /// The route needs an authenticated user and the request has none (401).
+    Unauthorized,
     /// The route exists for other HTTP methods (405).
     MethodNotAllowed,
     /// The request body is larger than the gateway accepts (413).
@@ -43,6 +45,7 @@ impl ErrorCode {
         match self {
             Self::BadRequest => "bad_request",
             Self::NotFound => "not_found",
+            Self::Unauthorized => "unauthorized",
             Self::UnknownNamespace => "unknown_namespace",
             Self::MethodNotFound => "method_not_found",
             Self::FetchNotImplemented => "fetch_not_implemented",
@@ -74,6 +77,8 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             Self::BadRequest => 400,
+            Self::Unauthorized => 401,
+
             Self::NotFound
             | Self::UnknownNamespace
             | Self::MethodNotFound

@@ -21,7 +21,11 @@
 //! * [`storage`] — one SQLite database per object;
 //! * [`alarms`] — the index of objects with alarms, and the retry policy.
 //!
+//! [`bound`] gives each authenticated user an object of their own;
+//! [`events`] reports what happens to observers.
+//!
 //! [`bundle`] reads bundles and manifests and derives namespaces; [`id`]
+
 //! validates object identities; [`clock`] is the time source of alarms,
 //! eviction and `Date.now()` in JavaScript.
 //!
@@ -44,12 +48,15 @@
 //! ```
 
 pub mod alarms;
+pub mod bound;
 pub mod bundle;
+
 pub mod cli;
 pub mod clock;
 pub mod config;
 mod engine;
 pub mod error;
+pub mod events;
 pub mod gateway;
 mod hostcalls;
 pub mod id;

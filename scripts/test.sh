@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: formatting, lints (host and guest), unit and
-# integration tests. Installs what the build needs first.
+# integration tests, and the documentation build. Installs what the build
+# needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -9,4 +10,7 @@ cargo fmt --all --check
 cargo clippy --locked --all-targets -- -D warnings
 CARGO_TARGET_DIR=target/guest cargo clippy --locked --release \
   --target wasm32-wasip1 -p go-go-objects-guest -- -D warnings
+# The embedding test drives the example application's binary.
+cargo build --locked --examples
 cargo test --locked
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps -p go-go-objects

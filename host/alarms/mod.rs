@@ -1,21 +1,21 @@
 //! Durable alarms: which objects are due when, and how failed alarms retry.
 //!
 //! Each object keeps its one alarm in its own database (the source of truth,
-//! written inside the dispatch that set it). [`AlarmIndex`] keeps, in memory
+//! written inside the dispatch that set it). `AlarmIndex` keeps, in memory
 //! and in the small index file described in `index.rs`, a hint per object
 //! that may have an alarm, ordered by due time, so that finding the next due
 //! alarm never reads the databases of objects that have none.
 //!
 //! The rule that makes the index safe across a crash at any instant: before
 //! a dispatch that sets an alarm at `t` commits, the index already holds a
-//! row for that object due no later than `t` ([`AlarmIndex::ensure_due_by`],
+//! row for that object due no later than `t` (`AlarmIndex::ensure_due_by`,
 //! written durably); after the commit the row is made exact
-//! ([`AlarmIndex::set`]). A row left too early or pointing at a deleted alarm
+//! (`AlarmIndex::set`). A row left too early or pointing at a deleted alarm
 //! only causes one look at the object's database, after which the delivery
 //! path corrects it.
 //!
 //! This module never calls the runtime: the runtime asks it for due objects
-//! ([`AlarmIndex::take_due`]), delivers their alarms, and reports the object's
+//! (`AlarmIndex::take_due`), delivers their alarms, and reports the object's
 //! next alarm back.
 
 mod index;
@@ -145,17 +145,20 @@ impl Schedule {
 
 impl AlarmIndex {
     /// Opens the index under `root`, rebuilding it from the object databases
-    /// when it is new or was never completed.
+    /// under `object_roots` when it is new or was never completed.
     ///
     /// # Errors
     ///
     /// [`StorageError`] when the index file cannot be opened or written.
-    pub(crate) fn open(root: &Path) -> Result<Self, StorageError> {
+    pub(crate) fn open(root: &Path, object_roots: &[&Path]) -> Result<Self, StorageError> {
         let (mut file, complete) = IndexFile::open(root)?;
         let rows = if complete {
             file.rows()?
         } else {
-            let rows = scan_object_databases(root);
+            let rows: Vec<_> = object_roots
+                .iter()
+                .flat_map(|root| scan_object_databases(root))
+                .collect();
             file.replace_all(&rows)?;
             if !rows.is_empty() {
                 tracing::info!(alarms = rows.len(), "rebuilt the alarm index");
@@ -316,7 +319,7 @@ mod tests {
     #[test]
     fn hands_out_due_objects_in_order_and_keeps_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let index = AlarmIndex::open(dir.path()).unwrap();
+        let index = AlarmIndex::open(dir.path(), &[dir.path()]).unwrap();
         index.ensure_due_by(&id("late"), 300).unwrap();
         index.ensure_due_by(&id("early"), 100).unwrap();
         index.ensure_due_by(&id("early"), 200).unwrap();
@@ -335,7 +338,7 @@ mod tests {
         assert_eq!(index.len(), 0, "taken objects leave the schedule");
 
         drop(index);
-        let reopened = AlarmIndex::open(dir.path()).unwrap();
+        let reopened = AlarmIndex::open(dir.path(), &[dir.path()]).unwrap();
         assert_eq!(reopened.len(), 2, "the file still names both");
         assert_eq!(reopened.next_due(), Some(200));
     }

@@ -383,7 +383,8 @@ fn exit_code(code: ErrorCode) -> u8 {
         | ErrorCode::FetchNotImplemented
         | ErrorCode::NotFound
         | ErrorCode::MethodNotAllowed
-        | ErrorCode::RequestTooLarge => EXIT_USAGE,
+        | ErrorCode::RequestTooLarge
+        | ErrorCode::Unauthorized => EXIT_USAGE,
         ErrorCode::StorageError => EXIT_RUNTIME,
         ErrorCode::BadRequest | ErrorCode::ActorStartFailed | ErrorCode::ExecutionError => {
             EXIT_HANDLER_ERROR

@@ -12,7 +12,6 @@ use super::{
 };
 use crate::{
     alarms::{self, RetryPolicy},
-    clock::SharedClock,
     config::{self, AlarmConfig, EvictionConfig, RuntimeConfig},
     gateway::{self, GatewayOptions},
     runtime::Runtime,
@@ -109,7 +108,7 @@ impl ServeArgs {
                 idle_interval: nonzero(self.idle_interval),
                 max_live_objects: (self.max_live_objects > 0).then_some(self.max_live_objects),
             },
-            clock: SharedClock::default(),
+            ..RuntimeConfig::default()
         }
     }
 

@@ -139,7 +139,10 @@ fn canonical_header_name(name: &str) -> String {
 
 /// Turns the handler's response into HTTP; an invalid header is the
 /// handler's error (500).
-fn build_response(response: FetchResponse, fuel: u64) -> Result<Response, DispatchError> {
+pub(super) fn build_response(
+    response: FetchResponse,
+    fuel: u64,
+) -> Result<Response, DispatchError> {
     let invalid = |what: String| DispatchError::new(ErrorCode::ExecutionError, what);
     let status = StatusCode::from_u16(response.status).map_err(|_| {
         invalid(format!(

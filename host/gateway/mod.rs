@@ -7,6 +7,7 @@
 //! method 404, a wrong HTTP method 405, an oversized body 413. Every error
 //! uses the envelope `{"ok":false,"error":{"code","message"}}`.
 
+mod bound;
 mod error;
 mod fetch;
 mod rpc;
@@ -28,6 +29,7 @@ use crate::{
     error::{DispatchError, ErrorCode},
     runtime::Runtime,
 };
+pub use bound::{Identify, bound_router};
 pub(crate) use error::ApiError;
 pub(crate) use fetch::fetch_request;
 
@@ -75,7 +77,7 @@ pub fn router(runtime: Runtime, options: GatewayOptions) -> Router {
         runtime,
         options: Arc::new(options),
     };
-    Router::new()
+    let router = Router::new()
         .route(
             "/rpc/{namespace}/{name}/{method}",
             post(rpc::handle).fallback(method_not_allowed),
@@ -84,7 +86,14 @@ pub fn router(runtime: Runtime, options: GatewayOptions) -> Router {
         .route("/fetch/{namespace}/{name}/", any(fetch::handle))
         .route("/fetch/{namespace}/{name}/{*rest}", any(fetch::handle))
         .fallback(not_found)
-        .with_state(state)
+        .with_state(state);
+    layered(router, limit)
+}
+
+/// The layers every gateway router gets: the body limit (refusing a
+/// declared oversize at once), the body read timeout, and tracing.
+fn layered(router: Router, limit: usize) -> Router {
+    router
         .layer(middleware::from_fn(move |request, next| {
             refuse_declared_oversize(limit, request, next)
         }))

@@ -65,7 +65,7 @@ async fn call(
 }
 
 /// Reads the arguments: a JSON array, `{"args": [...]}`, or an empty body.
-fn parse_args(body: &[u8]) -> Result<Vec<Value>, DispatchError> {
+pub(super) fn parse_args(body: &[u8]) -> Result<Vec<Value>, DispatchError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Vec::new());
     }
@@ -82,7 +82,7 @@ fn parse_args(body: &[u8]) -> Result<Vec<Value>, DispatchError> {
     }
 }
 
-fn success(output: DispatchOutput) -> Response {
+pub(super) fn success(output: DispatchOutput) -> Response {
     let DispatchValue::Rpc(result) = output.value else {
         unreachable!("an RPC dispatch answers with an RPC value");
     };

@@ -15,7 +15,7 @@ use tokio::{
 };
 
 use super::{Runtime, Shared};
-use crate::id::ObjectId;
+use crate::{events::StopReason, id::ObjectId};
 
 /// How many alarms are delivered at the same time, at most.
 const MAX_CONCURRENT_ALARMS: usize = 32;
@@ -68,11 +68,7 @@ impl Runtime {
     pub fn evict(&self, id: &ObjectId) -> bool {
         let evicted = self.shared.registry.evict(id);
         if evicted {
-            tracing::info!(
-                namespace = id.namespace(),
-                name = id.name(),
-                "actor evicted"
-            );
+            self.stopped(id, StopReason::Evicted);
         }
         evicted
     }
@@ -88,11 +84,7 @@ impl Runtime {
         let cutoff = self.shared.config.clock.now_ms().saturating_sub(timeout_ms);
         let evicted = self.shared.registry.evict_idle(cutoff);
         for id in &evicted {
-            tracing::info!(
-                namespace = id.namespace(),
-                name = id.name(),
-                "idle actor evicted"
-            );
+            self.stopped(id, StopReason::Idle);
         }
         evicted.len()
     }

@@ -21,6 +21,7 @@
 
 mod actor;
 mod background;
+mod builder;
 mod envelope;
 mod registry;
 mod scheduler;
@@ -37,6 +38,8 @@ use std::{
 use anyhow::Context;
 
 pub use background::ShutdownReport;
+pub use builder::RuntimeBuilder;
+
 pub use envelope::{
     DispatchKind, DispatchOutput, DispatchRequest, DispatchValue, FetchRequest, FetchResponse,
 };
@@ -47,6 +50,7 @@ use crate::{
     config::RuntimeConfig,
     engine::GuestEngine,
     error::{DispatchError, ErrorCode},
+    events::{Event, StopReason},
     hostcalls::{CallContext, HostContext, ObjectServices, StubDispatcher},
     id::ObjectId,
     storage::ObjectStorage,
@@ -113,15 +117,12 @@ impl Runtime {
         let engine = GuestEngine::new().map_err(|e| StartError::Engine(e.into()))?;
         let exports = describe_bundle(&engine, &bundle, &config)?;
         let classes = resolve_classes(bundle.filename(), &exports, manifest)?;
-        std::fs::create_dir_all(&config.storage_root)
-            .with_context(|| {
-                format!(
-                    "failed to create the storage root `{}`",
-                    config.storage_root.display()
-                )
-            })
-            .map_err(StartError::Engine)?;
-        let alarms = AlarmIndex::open(&config.storage_root)
+        for root in config.storage_roots() {
+            std::fs::create_dir_all(root)
+                .with_context(|| format!("failed to create the storage root `{}`", root.display()))
+                .map_err(StartError::Engine)?;
+        }
+        let alarms = AlarmIndex::open(&config.storage_root, &config.storage_roots())
             .context("failed to load the alarm index")
             .map_err(StartError::Engine)?;
         Ok(Self {
@@ -178,6 +179,65 @@ impl Runtime {
         request: DispatchRequest,
     ) -> Result<DispatchOutput, DispatchError> {
         self.dispatch_within(request, CallContext::default()).await
+    }
+
+    /// Calls `method(args)` on the object `id` and returns the result as
+    /// JSON (`undefined` is `null`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::dispatch`].
+    pub async fn rpc(
+        &self,
+        id: &ObjectId,
+        method: &str,
+        args: Vec<serde_json::Value>,
+    ) -> Result<serde_json::Value, DispatchError> {
+        let kind = DispatchKind::Rpc {
+            method: method.to_string(),
+            args,
+        };
+        let output = self
+            .dispatch(DispatchRequest {
+                id: id.clone(),
+                kind,
+            })
+            .await?;
+        let DispatchValue::Rpc(raw) = output.value else {
+            unreachable!("an RPC dispatch answers with an RPC value");
+        };
+        serde_json::from_str(raw.get()).map_err(|e| {
+            DispatchError::new(
+                ErrorCode::ExecutionError,
+                format!("the result is not JSON: {e}"),
+            )
+        })
+    }
+
+    /// Delivers `request` to the `fetch` handler of the object `id`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::dispatch`]; a class without `fetch` is
+    /// [`ErrorCode::FetchNotImplemented`].
+    pub async fn fetch(
+        &self,
+        id: &ObjectId,
+        request: FetchRequest,
+    ) -> Result<FetchResponse, DispatchError> {
+        let kind = DispatchKind::Fetch {
+            request: Box::new(request),
+        };
+        let output = self
+            .dispatch(DispatchRequest {
+                id: id.clone(),
+                kind,
+            })
+            .await?;
+        let DispatchValue::Fetch(response) = output.value else {
+            unreachable!("a fetch dispatch answers with a fetch value");
+        };
+        Ok(response)
     }
 
     /// Dispatches on behalf of `parent` (empty for a client request), on a
@@ -351,23 +411,21 @@ impl Runtime {
         let actor = self.live_actor(&mut guard, id, class, context)?;
         let result = actor.dispatch(kind, context);
         self.release(guard, id);
-        match &result {
-            Ok(output) => tracing::debug!(
-                namespace = id.namespace(),
-                name = id.name(),
-                fuel = output.fuel_consumed,
-                elapsed_us = started.elapsed().as_micros() as u64,
-                "dispatch finished"
-            ),
-            Err(e) => tracing::debug!(
-                namespace = id.namespace(),
-                name = id.name(),
-                code = e.code.as_str(),
-                elapsed_us = started.elapsed().as_micros() as u64,
-                "dispatch failed: {}",
-                e.message
-            ),
-        }
+        let (kind, method) = match kind {
+            DispatchKind::Rpc { method, .. } => ("rpc", Some(method.as_str())),
+            DispatchKind::Fetch { .. } => ("fetch", None),
+        };
+        self.shared.config.events.emit(&Event::Dispatched {
+            id,
+            kind,
+            method,
+            elapsed: started.elapsed(),
+            fuel: match &result {
+                Ok(output) => Some(output.fuel_consumed),
+                Err(e) => e.fuel_consumed,
+            },
+            error: result.as_ref().err(),
+        });
         result
     }
 
@@ -386,11 +444,7 @@ impl Runtime {
         }
         if started && let Some(max) = self.shared.config.eviction.max_live_objects {
             for evicted in self.shared.registry.enforce_limit(max) {
-                tracing::debug!(
-                    namespace = evicted.namespace(),
-                    name = evicted.name(),
-                    "actor evicted (--max-live-objects)"
-                );
+                self.stopped(&evicted, StopReason::LiveLimit);
             }
         }
         Ok(guard
@@ -403,12 +457,8 @@ impl Runtime {
     /// Ends a dispatch: discards a poisoned actor and records the use.
     fn release(&self, mut guard: SlotGuard, id: &ObjectId) {
         if guard.state().actor.as_ref().is_some_and(Actor::is_poisoned) {
-            tracing::info!(
-                namespace = id.namespace(),
-                name = id.name(),
-                "actor discarded"
-            );
             guard.state().actor = None;
+            self.stopped(id, StopReason::Discarded);
         }
         guard.touch(self.shared.config.clock.now_ms());
     }
@@ -421,8 +471,9 @@ impl Runtime {
         class: &str,
         context: &CallContext,
     ) -> Result<Actor, DispatchError> {
+        let started = Instant::now();
         let shared = &self.shared;
-        let storage = ObjectStorage::open(&shared.config.storage_root, id)
+        let storage = ObjectStorage::open(shared.config.storage_root_for(id.namespace()), id)
             .map_err(|e| DispatchError::new(ErrorCode::StorageError, e.to_string()))?;
         let services = ObjectServices {
             storage,
@@ -442,13 +493,20 @@ impl Runtime {
         }
         actor.construct(class, shared.classes.namespaces().collect(), context)?;
         shared.actor_starts.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(
-            namespace = id.namespace(),
-            name = id.name(),
+        shared.config.events.emit(&Event::ActorStarted {
+            id,
             class,
-            "actor started"
-        );
+            elapsed: started.elapsed(),
+        });
         Ok(actor)
+    }
+
+    /// Reports that the actor of `id` stopped.
+    fn stopped(&self, id: &ObjectId, reason: StopReason) {
+        self.shared
+            .config
+            .events
+            .emit(&Event::ActorStopped { id, reason });
     }
 }
 

@@ -13,6 +13,7 @@ use super::{Runtime, actor::AlarmOutcome, registry::SlotGuard};
 use crate::{
     alarms,
     error::DispatchError,
+    events::{AlarmResult, Event},
     hostcalls::CallContext,
     id::ObjectId,
     storage::{self, ObjectStorage},
@@ -106,7 +107,7 @@ impl Runtime {
         self.release(guard, id);
         match report {
             Ok(outcome) => {
-                log_outcome(id, &outcome);
+                self.report_alarm(id, &outcome);
                 match outcome {
                     AlarmOutcome::NotDue => Delivery::NotDue,
                     _ => Delivery::Ran,
@@ -123,7 +124,8 @@ impl Runtime {
     /// Reads the alarm of an object without a live actor: true when it is
     /// due; otherwise the index is corrected from what the database holds.
     fn peek_alarm(&self, id: &ObjectId, now_ms: u64) -> Result<bool, String> {
-        let path = storage::database_path(&self.shared.config.storage_root, id);
+        let root = self.shared.config.storage_root_for(id.namespace());
+        let path = storage::database_path(root, id);
         let stored = if path.exists() {
             storage::read_stored_alarm(&path).map_err(|e| e.to_string())?
         } else {
@@ -150,7 +152,8 @@ impl Runtime {
             DispatchError::new(crate::ErrorCode::StorageError, e.to_string())
         };
         let mut storage =
-            ObjectStorage::open(&self.shared.config.storage_root, id).map_err(storage_error)?;
+            ObjectStorage::open(self.shared.config.storage_root_for(id.namespace()), id)
+                .map_err(storage_error)?;
         storage.begin().map_err(storage_error)?;
         let Some(due) = storage
             .alarm()
@@ -166,10 +169,14 @@ impl Runtime {
         if let Err(e) = self.shared.alarms.set(id, next) {
             warn(id, &format!("failed to update the alarm index: {e}"));
         }
-        Ok(AlarmOutcome::Failed {
-            error,
+        Ok(AlarmOutcome::Ran {
             retry_count: due.retry_count,
-            dropped: next.is_none(),
+            result: if next.is_some() {
+                AlarmResult::WillRetry
+            } else {
+                AlarmResult::Dropped
+            },
+            error: Some(error),
         })
     }
 
@@ -188,35 +195,52 @@ impl Runtime {
     }
 }
 
-fn log_outcome(id: &ObjectId, outcome: &AlarmOutcome) {
-    let (namespace, name) = (id.namespace(), id.name());
-    match outcome {
-        AlarmOutcome::NotDue => {}
-        AlarmOutcome::Succeeded => tracing::debug!(namespace, name, "alarm ran"),
-        AlarmOutcome::Failed {
+impl Runtime {
+    /// Reports an alarm run: an event, and a warning or error for failures.
+    fn report_alarm(&self, id: &ObjectId, outcome: &AlarmOutcome) {
+        let AlarmOutcome::Ran {
+            retry_count,
+            result,
             error,
-            retry_count,
-            dropped: false,
-        } => tracing::warn!(
-            namespace,
-            name,
-            retry_count,
-            code = error.code.as_str(),
-            "alarm failed and will be retried: {}",
-            error.message
-        ),
-        AlarmOutcome::Failed {
-            error,
-            retry_count,
-            dropped: true,
-        } => tracing::error!(
-            namespace,
-            name,
-            retry_count,
-            code = error.code.as_str(),
-            "alarm dropped after its last retry failed: {}",
-            error.message
-        ),
+        } = outcome
+        else {
+            return;
+        };
+        self.shared.config.events.emit(&Event::AlarmRan {
+            id,
+            retry_count: *retry_count,
+            outcome: *result,
+        });
+        let (Some(error), namespace, name) = (error, id.namespace(), id.name()) else {
+            return;
+        };
+        let code = error.code.as_str();
+        match result {
+            AlarmResult::Dropped => tracing::error!(
+                namespace,
+                name,
+                retry_count,
+                code,
+                "alarm dropped after its last retry failed: {}",
+                error.message
+            ),
+            AlarmResult::WillRetry => tracing::warn!(
+                namespace,
+                name,
+                retry_count,
+                code,
+                "alarm failed and will be retried: {}",
+                error.message
+            ),
+            _ => tracing::warn!(
+                namespace,
+                name,
+                retry_count,
+                code,
+                "alarm failed after setting a new alarm: {}",
+                error.message
+            ),
+        }
     }
 }
 

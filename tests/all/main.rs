@@ -12,6 +12,7 @@ mod alarms;
 mod bundles;
 mod cases;
 mod dispatch;
+mod embedding;
 mod gateway;
 mod runner;
 mod seed;

@@ -270,7 +270,7 @@ async fn a_deterministic_server_answers_like_the_runner_and_logs_fuel() {
         "--seed",
         "5",
         "--log-level",
-        "go_go_objects::runtime=debug",
+        "go_go_objects::events=debug",
     ]);
     let reply = post_json(&server.base, "/rpc/DICE/s/roll", "[]").await;
     assert_eq!(reply.result(), report["result"]);

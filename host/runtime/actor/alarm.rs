@@ -26,8 +26,9 @@ use super::{Actor, Entry};
 use crate::{
     alarms::{self, RetryPolicy},
     error::{DispatchError, ErrorCode},
+    events::AlarmResult,
     hostcalls::CallContext,
-    storage::ObjectStorage,
+    storage::{AlarmRow, ObjectStorage},
 };
 
 /// The input of an alarm dispatch, as the guest reads it.
@@ -44,17 +45,14 @@ struct AlarmInput {
 pub(crate) enum AlarmOutcome {
     /// No alarm was due; nothing ran.
     NotDue,
-    /// The handler ran and succeeded.
-    Succeeded,
-    /// The handler failed (threw, rejected, trapped or was killed).
-    Failed {
-        /// The failure.
-        error: DispatchError,
+    /// The handler ran.
+    Ran {
         /// Which retry this run was (0 for the first run).
         retry_count: u32,
-        /// Whether the failed alarm was dropped for good, its retries used
-        /// up (not when the handler set a new alarm before failing).
-        dropped: bool,
+        /// How it ended.
+        result: AlarmResult,
+        /// The failure, unless it succeeded.
+        error: Option<DispatchError>,
     },
 }
 
@@ -91,29 +89,43 @@ impl Actor {
         let result = self.call_checked(Entry::Dispatch, &input, context);
         let keep = self.keeps_writes(&result);
 
-        let mut dropped = false;
+        // A failure keeps the alarm the handler set, unless it set none.
+        let mut next = if result.is_ok() {
+            AlarmResult::Succeeded
+        } else {
+            AlarmResult::Replaced
+        };
+
         if keep && result.is_err() && self.storage()?.alarm().map_err(storage_error)?.is_none() {
-            dropped = alarms::schedule_retry(self.storage()?, due, now_ms, policy)
-                .map_err(storage_error)?
-                .is_none();
+            next = self.retry(due, now_ms, policy)?;
         }
         self.finish(keep)?;
         if !keep {
             self.begin()?;
-            dropped = alarms::schedule_retry(self.storage()?, due, now_ms, policy)
-                .map_err(storage_error)?
-                .is_none();
+            next = self.retry(due, now_ms, policy)?;
             self.store.data_mut().host_mut().alarm_changed = true;
             self.finish(true)?;
         }
+        Ok(AlarmOutcome::Ran {
+            retry_count: due.retry_count,
+            result: next,
+            error: result.err(),
+        })
+    }
 
-        Ok(match result {
-            Ok(_) => AlarmOutcome::Succeeded,
-            Err(error) => AlarmOutcome::Failed {
-                error,
-                retry_count: due.retry_count,
-                dropped,
-            },
+    /// Schedules the retry of the failed alarm `due`, or drops it.
+    fn retry(
+        &self,
+        due: AlarmRow,
+        now_ms: u64,
+        policy: &RetryPolicy,
+    ) -> Result<AlarmResult, DispatchError> {
+        let retry =
+            alarms::schedule_retry(self.storage()?, due, now_ms, policy).map_err(storage_error)?;
+        Ok(if retry.is_some() {
+            AlarmResult::WillRetry
+        } else {
+            AlarmResult::Dropped
         })
     }
 
