@@ -27,6 +27,7 @@ fn main() {
         "abi/src",
         "abi/Cargo.toml",
         "Cargo.lock",
+        ".cargo/config.toml",
     ] {
         println!("cargo:rerun-if-changed={path}");
     }

@@ -20,8 +20,15 @@ pub const DEFAULT_CPU_TIMEOUT: Duration = Duration::from_secs(2);
 /// needs about 19 million.
 pub const DEFAULT_CPU_FUEL: u64 = 4_000_000_000;
 
+/// The smallest linear-memory cap an actor can start with: the guest's
+/// image, its 8 MiB C stack, and QuickJS.
+pub const MIN_MAX_MEMORY: u64 = 16 * 1024 * 1024;
+
 /// Default linear-memory cap of one actor.
 pub const DEFAULT_MAX_MEMORY: u64 = 128 * 1024 * 1024;
+
+/// Default native stack of guest code.
+pub const DEFAULT_MAX_WASM_STACK: usize = 8 * 1024 * 1024;
 
 /// Default largest request body the gateway accepts.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
@@ -49,6 +56,15 @@ pub const DEFAULT_MAX_LIVE_OBJECTS: usize = 1000;
 /// Default bound on the time shutdown waits for in-flight dispatches.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// Default most bytes of one object's database.
+pub const DEFAULT_MAX_STORAGE_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// Default largest result of one dispatch.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+
+/// Default most console lines of one dispatch.
+pub const DEFAULT_MAX_LOG_LINES: u32 = 1000;
+
 /// The limits applied to every actor.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -61,10 +77,23 @@ pub struct Limits {
     pub start_fuel: Option<u64>,
     /// Linear-memory cap of one actor, in bytes.
     pub max_memory: u64,
+    /// The most native stack guest code may use, in bytes: bounds the depth
+    /// of recursion (about 12,000 JavaScript calls with the default). The
+    /// threads that run dispatches get this plus a margin for the host.
+    pub max_wasm_stack: usize,
     /// Largest storage key, in bytes.
     pub max_key_bytes: usize,
     /// Largest stored value, in bytes of JSON.
     pub max_value_bytes: usize,
+    /// Most bytes one object's database may hold; a `put` past it fails
+    /// with `quota_exceeded`.
+    pub max_storage_bytes: u64,
+    /// Largest result of one dispatch (an RPC result's JSON, a fetch
+    /// response), in bytes.
+    pub max_response_bytes: usize,
+    /// Most console lines one dispatch writes to the log; the rest are
+    /// dropped with a note.
+    pub max_log_lines: u32,
     /// Deterministic mode with this seed: `Date.now()` is logical time that
     /// advances with fuel, and `Math.random()` and `crypto.getRandomValues()`
     /// are seeded from the seed and the object; `None` for real time and
@@ -79,8 +108,12 @@ impl Default for Limits {
             cpu_fuel: DEFAULT_CPU_FUEL,
             start_fuel: None,
             max_memory: DEFAULT_MAX_MEMORY,
+            max_wasm_stack: DEFAULT_MAX_WASM_STACK,
             max_key_bytes: DEFAULT_MAX_KEY_BYTES,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            max_storage_bytes: DEFAULT_MAX_STORAGE_BYTES,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_log_lines: DEFAULT_MAX_LOG_LINES,
             seed: None,
         }
     }

@@ -25,6 +25,8 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// The request body is larger than the gateway accepts (413).
     RequestTooLarge,
+    /// The object's storage is full (`--max-storage-bytes`) (507).
+    QuotaExceeded,
     /// Fuel budget or wall-clock deadline exceeded, or a promise that can
     /// never settle (504).
     Timeout,
@@ -52,6 +54,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RequestTooLarge => "request_too_large",
             Self::Timeout => "timeout",
+            Self::QuotaExceeded => "quota_exceeded",
             Self::OutOfMemory => "out_of_memory",
             Self::ActorStartFailed => "actor_start_failed",
             Self::StorageError => "storage_error",
@@ -69,6 +72,7 @@ impl ErrorCode {
             "timeout" | "never_settles" => Self::Timeout,
             "out_of_memory" => Self::OutOfMemory,
             "storage_error" => Self::StorageError,
+            "quota_exceeded" => Self::QuotaExceeded,
             _ => Self::ExecutionError,
         }
     }
@@ -86,6 +90,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => 405,
             Self::RequestTooLarge => 413,
             Self::Timeout => 504,
+            Self::QuotaExceeded => 507,
             Self::OutOfMemory
             | Self::ActorStartFailed
             | Self::StorageError

@@ -25,6 +25,10 @@ const PRELUDE: &str = include_str!("prelude.js");
 /// The file name QuickJS reports for prelude frames in stack traces.
 const PRELUDE_FILENAME: &str = "<go-go-objects prelude>";
 
+/// Heap growth after which QuickJS collects cyclic garbage. javy's default
+/// never collects (it expects short programs); an actor lives long.
+const GC_THRESHOLD: usize = 2 * 1024 * 1024;
+
 /// What the host sends to [`load`].
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -36,8 +40,6 @@ struct LoadInput {
     /// QuickJS's own heap limit in bytes; a failed allocation under it is a
     /// catchable `InternalError: out of memory`.
     memory_limit: usize,
-    /// QuickJS's own stack limit in bytes.
-    max_stack_size: usize,
     /// Deterministic mode: `Math.random` is seeded from the host.
     #[serde(default)]
     deterministic: bool,
@@ -64,9 +66,11 @@ pub fn load(input: &[u8]) -> Result<String, String> {
         serde_json::from_slice(input).map_err(|e| format!("invalid load input: {e}"))?;
 
     let mut config = Config::default();
+    // QuickJS's own stack limit does nothing on WASI (it cannot see the
+    // native stack): the host's wasm stack limit bounds recursion instead.
     config
         .memory_limit(input.memory_limit)
-        .max_stack_size(input.max_stack_size)
+        .gc_threshold(GC_THRESHOLD)
         .text_encoding(true);
     let runtime = Runtime::new(config).map_err(|e| format!("failed to create QuickJS: {e}"))?;
 

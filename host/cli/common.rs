@@ -5,7 +5,7 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::bail;
 use clap::Args;
 
-use super::parse::{parse_actor_memory, parse_duration};
+use super::parse::{parse_actor_memory, parse_byte_size, parse_duration, parse_wasm_stack};
 use crate::{
     bundle::{self, Bundle, Manifest},
     config::{self, Limits},
@@ -62,9 +62,37 @@ pub struct LimitArgs {
     #[arg(long, value_name = "FUEL", default_value_t = config::DEFAULT_CPU_FUEL)]
     pub cpu_fuel: u64,
 
-    /// Linear-memory cap of one actor, 8MiB to 4GiB (`64MiB`, `1GiB`).
+    /// Linear-memory cap of one actor, 16MiB to 4GiB (`64MiB`, `1GiB`).
     #[arg(long, value_name = "BYTES", default_value = "128MiB", value_parser = parse_actor_memory)]
     pub max_memory: u64,
+
+    /// Most native stack guest code may use (`8MiB` allows about 12,000
+    /// nested JavaScript calls); deeper recursion is a 500.
+    #[arg(long, value_name = "BYTES", default_value = "8MiB", value_parser = parse_wasm_stack)]
+    pub max_wasm_stack: u64,
+
+    /// Largest storage key, in UTF-8 bytes.
+    #[arg(long, value_name = "BYTES", default_value = "2KiB", value_parser = parse_byte_size)]
+    pub max_key_bytes: u64,
+
+    /// Largest stored value, in bytes of JSON.
+    #[arg(long, value_name = "BYTES", default_value = "128KiB", value_parser = parse_byte_size)]
+    pub max_value_bytes: u64,
+
+    /// Most bytes one object's database may hold; a `put` past it fails
+    /// with 507 `quota_exceeded`.
+    #[arg(long, value_name = "BYTES", default_value = "1GiB", value_parser = parse_byte_size)]
+    pub max_storage_bytes: u64,
+
+    /// Largest result of one dispatch (an RPC result's JSON, a fetch
+    /// response).
+    #[arg(long, value_name = "BYTES", default_value = "32MiB", value_parser = parse_byte_size)]
+    pub max_response_bytes: u64,
+
+    /// Most console lines one dispatch writes to the log; the rest are
+    /// dropped, with one warning.
+    #[arg(long, value_name = "COUNT", default_value_t = config::DEFAULT_MAX_LOG_LINES)]
+    pub max_log_lines: u32,
 
     /// Make every actor reproducible: `Date.now()` starts at
     /// 2026-01-01T00:00:00Z and advances 1 ms per 10 million fuel consumed;
@@ -94,6 +122,12 @@ impl LimitArgs {
                 self.cpu_fuel
             },
             max_memory: self.max_memory,
+            max_wasm_stack: usize::try_from(self.max_wasm_stack).unwrap_or(usize::MAX),
+            max_key_bytes: usize::try_from(self.max_key_bytes).unwrap_or(usize::MAX),
+            max_value_bytes: usize::try_from(self.max_value_bytes).unwrap_or(usize::MAX),
+            max_storage_bytes: self.max_storage_bytes,
+            max_response_bytes: usize::try_from(self.max_response_bytes).unwrap_or(usize::MAX),
+            max_log_lines: self.max_log_lines,
             seed: self.deterministic.then_some(self.seed),
             ..Limits::default()
         }

@@ -44,14 +44,14 @@ pub fn parse_byte_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is too large"))
 }
 
-/// The smallest actor memory cap: the guest's own image and QuickJS need
-/// a few MiB before any bundle runs.
-pub(super) const MIN_ACTOR_MEMORY: u64 = 8 << 20;
+/// The smallest actor memory cap: the guest's image (with its 8 MiB C
+/// stack) and QuickJS need some before any bundle runs.
+pub(super) const MIN_ACTOR_MEMORY: u64 = crate::config::MIN_MAX_MEMORY;
 
 /// The largest actor memory cap: all a 32-bit wasm memory can address.
 pub(super) const MAX_ACTOR_MEMORY: u64 = 4 << 30;
 
-/// Parses an actor memory cap: a byte size from 8MiB to 4GiB.
+/// Parses an actor memory cap: a byte size from 16MiB to 4GiB.
 ///
 /// # Errors
 ///
@@ -60,8 +60,21 @@ pub(super) fn parse_actor_memory(text: &str) -> Result<u64, String> {
     let bytes = parse_byte_size(text)?;
     if !(MIN_ACTOR_MEMORY..=MAX_ACTOR_MEMORY).contains(&bytes) {
         return Err(format!(
-            "{text:?} is outside 8MiB to 4GiB (a 32-bit wasm memory holds at most 4GiB)"
+            "{text:?} is outside 16MiB to 4GiB (a 32-bit wasm memory holds at most 4GiB)"
         ));
+    }
+    Ok(bytes)
+}
+
+/// Parses a wasm stack size: a byte size from 256KiB to 64MiB.
+///
+/// # Errors
+///
+/// A message saying what is accepted.
+pub(super) fn parse_wasm_stack(text: &str) -> Result<u64, String> {
+    let bytes = parse_byte_size(text)?;
+    if !((256 << 10)..=(64 << 20)).contains(&bytes) {
+        return Err(format!("{text:?} is outside 256KiB to 64MiB"));
     }
     Ok(bytes)
 }
@@ -95,7 +108,7 @@ mod tests {
     #[test]
     fn checks_memory_caps_and_log_filters() {
         assert_eq!(parse_actor_memory("128MiB").unwrap(), 128 << 20);
-        for bad in ["0", "1MiB", "5GiB", "100GiB"] {
+        for bad in ["0", "1MiB", "8MiB", "5GiB", "100GiB"] {
             assert!(parse_actor_memory(bad).is_err(), "{bad}");
         }
         assert!(parse_log_filter("go_go_objects=debug,warn").is_ok());

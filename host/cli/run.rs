@@ -377,7 +377,7 @@ fn parse_object(text: &str) -> anyhow::Result<ObjectId> {
 /// The exit code of a failed dispatch.
 fn exit_code(code: ErrorCode) -> u8 {
     match code {
-        ErrorCode::Timeout | ErrorCode::OutOfMemory => EXIT_LIMIT,
+        ErrorCode::Timeout | ErrorCode::OutOfMemory | ErrorCode::QuotaExceeded => EXIT_LIMIT,
         ErrorCode::UnknownNamespace
         | ErrorCode::MethodNotFound
         | ErrorCode::FetchNotImplemented

@@ -27,8 +27,9 @@ const GUEST_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest.wasm")
 /// whole ticks.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// The largest native wasm stack one call may use.
-pub(crate) const MAX_WASM_STACK: usize = 1024 * 1024;
+/// The native stack a thread needs besides the guest's own: wasmtime's
+/// entry, the host functions and SQLite beneath them.
+pub(crate) const HOST_STACK_MARGIN: usize = 4 * 1024 * 1024;
 
 /// The compiled guest and everything needed to instantiate it.
 #[derive(Clone)]
@@ -50,7 +51,7 @@ impl GuestEngine {
     /// When the engine cannot be configured or the guest module does not
     /// compile, lacks an export, or imports something the host does not
     /// provide.
-    pub(crate) fn new() -> wasmtime::Result<Self> {
+    pub(crate) fn new(max_wasm_stack: usize) -> wasmtime::Result<Self> {
         if GUEST_WASM.is_empty() {
             bail!("this binary was built without its guest module (a clippy or stub build)");
         }
@@ -58,7 +59,8 @@ impl GuestEngine {
         config
             .consume_fuel(true)
             .epoch_interruption(true)
-            .max_wasm_stack(MAX_WASM_STACK);
+            .max_wasm_stack(max_wasm_stack)
+            .async_stack_size(max_wasm_stack + HOST_STACK_MARGIN);
         match Cache::new(CacheConfig::new()) {
             Ok(cache) => {
                 config.cache(Some(cache));

@@ -94,6 +94,8 @@ pub(crate) struct HostContext {
     pub(crate) call: CallContext,
     /// Whether the current dispatch set or deleted the alarm.
     pub(crate) alarm_changed: bool,
+    /// Console lines the current entry point has written.
+    log_lines: u32,
     /// The `--seed` in deterministic mode.
     pub(crate) seed: Option<u64>,
     /// Random bytes for `crypto.getRandomValues` and friends.
@@ -133,6 +135,7 @@ impl HostContext {
             clock,
             call: CallContext::default(),
             alarm_changed: false,
+            log_lines: 0,
             pending_answer: None,
         }
     }
@@ -153,6 +156,7 @@ impl HostContext {
             clock,
             call: CallContext::default(),
             alarm_changed: false,
+            log_lines: 0,
             pending_answer: None,
         }
     }
@@ -192,6 +196,7 @@ impl ActorState {
     /// `budget` fuel.
     pub(crate) fn enter(&mut self, budget: u64) {
         self.time.enter(budget);
+        self.host.log_lines = 0;
     }
 
     /// The current entry point ended having consumed `fuel`.
@@ -264,14 +269,28 @@ fn host_response(mut caller: Caller<'_, ActorState>, ptr: i32, len: i32) -> wasm
 
 /// `log(level, ptr, len)`: one console line, logged with the object's id.
 fn log(mut caller: Caller<'_, ActorState>, level: i32, ptr: i32, len: i32) -> wasmtime::Result<()> {
-    let bytes = memory::read(&mut caller, ptr, len, MAX_HOST_REQUEST_BYTES)?;
-    let mut line = String::from_utf8_lossy(&bytes).into_owned();
-    if line.len() > MAX_LOG_LINE_BYTES {
-        let mut cut = MAX_LOG_LINE_BYTES;
-        while !line.is_char_boundary(cut) {
-            cut -= 1;
+    let host = &mut caller.data_mut().host;
+    host.log_lines = host.log_lines.saturating_add(1);
+    let (lines, max) = (host.log_lines, host.limits.max_log_lines);
+    if lines > max {
+        if lines == max + 1 {
+            let id = &host.id;
+            let (namespace, name) = (id.namespace(), id.name());
+            tracing::warn!(
+                target: "go_go_objects::console",
+                namespace,
+                name,
+                "console output of this dispatch cut after {max} lines (--max-log-lines)"
+            );
         }
-        line.truncate(cut);
+        return Ok(());
+    }
+
+    // Only the part of a long line that is kept is copied out.
+    let kept = len.clamp(0, MAX_LOG_LINE_BYTES as i32);
+    let bytes = memory::read(&mut caller, ptr, kept, MAX_LOG_LINE_BYTES)?;
+    let mut line = String::from_utf8_lossy(&bytes).into_owned();
+    if kept < len {
         line.push_str(" [cut]");
     }
     let id = &caller.data().host.id;

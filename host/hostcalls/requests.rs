@@ -93,7 +93,20 @@ fn perform(host: &mut HostContext, request: HostRequest) -> Result<Value, Dispat
                     host.limits.max_value_bytes
                 )));
             }
-            storage(host)?.put(key, &value).map_err(storage_error)?;
+            let storage = storage(host)?;
+            let used = storage.used_bytes().map_err(storage_error)?;
+            let adding = (key.len() + value.len()) as u64;
+            let quota = host.limits.max_storage_bytes;
+            if used.saturating_add(adding) > quota {
+                return Err(DispatchError::new(
+                    ErrorCode::QuotaExceeded,
+                    format!(
+                        "storage is full: the object holds {used} bytes and may hold {quota} \
+                         (--max-storage-bytes); delete keys to make room"
+                    ),
+                ));
+            }
+            storage.put(key, &value).map_err(storage_error)?;
             Ok(Value::Null)
         }
         HostRequest::Delete { key } => {

@@ -26,6 +26,7 @@ mod envelope;
 mod registry;
 mod scheduler;
 mod waits;
+mod workers;
 
 use std::{
     sync::{
@@ -48,7 +49,7 @@ use crate::{
     alarms::AlarmIndex,
     bundle::{Bundle, BundleError, ClassMap, Manifest, resolve_classes},
     config::RuntimeConfig,
-    engine::GuestEngine,
+    engine::{GuestEngine, HOST_STACK_MARGIN},
     error::{DispatchError, ErrorCode},
     events::{Event, StopReason},
     hostcalls::{CallContext, HostContext, ObjectServices, StubDispatcher},
@@ -62,10 +63,6 @@ use registry::{LockError, Registry, SlotGuard};
 /// calls `C` is a chain of three objects).
 pub const MAX_CALL_DEPTH: usize = 16;
 
-/// The native stack of the thread that runs a stub call: the callee's wasm
-/// stack plus host frames.
-const STUB_THREAD_STACK: usize = 4 * 1024 * 1024;
-
 /// Serves the classes of one bundle, one actor per object.
 #[derive(Clone)]
 pub struct Runtime {
@@ -78,6 +75,7 @@ struct Shared {
     classes: Arc<ClassMap>,
     config: RuntimeConfig,
     registry: Registry,
+    workers: workers::Workers,
     alarms: Arc<AlarmIndex>,
     actor_starts: AtomicU64,
     next_chain_id: AtomicU64,
@@ -114,7 +112,17 @@ impl Runtime {
         manifest: Option<&Manifest>,
         config: RuntimeConfig,
     ) -> Result<Self, StartError> {
-        let engine = GuestEngine::new().map_err(|e| StartError::Engine(e.into()))?;
+        if config.limits.max_memory < crate::config::MIN_MAX_MEMORY {
+            return Err(StartError::Engine(anyhow::anyhow!(
+                "an actor needs at least 16 MiB of memory (max_memory is {})",
+                config.limits.max_memory
+            )));
+        }
+        let engine = GuestEngine::new(config.limits.max_wasm_stack)
+            .map_err(|e| StartError::Engine(e.into()))?;
+        let workers = workers::Workers::new(config.limits.max_wasm_stack + HOST_STACK_MARGIN)
+            .context("failed to start the dispatch threads")
+            .map_err(StartError::Engine)?;
         let exports = describe_bundle(&engine, &bundle, &config)?;
         let classes = resolve_classes(bundle.filename(), &exports, manifest)?;
         for root in config.storage_roots() {
@@ -132,6 +140,7 @@ impl Runtime {
                 classes: Arc::new(classes),
                 config,
                 registry: Registry::default(),
+                workers,
                 alarms: Arc::new(alarms),
                 actor_starts: AtomicU64::new(0),
                 next_chain_id: AtomicU64::new(1),
@@ -251,7 +260,9 @@ impl Runtime {
         let class = self.check_call(&id, &parent)?.to_string();
         let (guard, context) = self.acquire(&id, parent).await?;
         let runtime = self.clone();
-        tokio::task::spawn_blocking(move || runtime.run_locked(guard, &id, &class, &kind, &context))
+        let workers = self.shared.workers.handle();
+        workers
+            .spawn_blocking(move || runtime.run_locked(guard, &id, &class, &kind, &context))
             .await
             .map_err(|e| {
                 DispatchError::new(ErrorCode::ExecutionError, format!("dispatch panicked: {e}"))
@@ -283,7 +294,7 @@ impl Runtime {
         let panicked = || DispatchError::new(ErrorCode::ExecutionError, "a stub call panicked");
         std::thread::Builder::new()
             .name("go-go-objects-stub".into())
-            .stack_size(STUB_THREAD_STACK)
+            .stack_size(self.shared.workers.stack_size())
             .spawn(call)
             .map_err(|e| {
                 DispatchError::new(

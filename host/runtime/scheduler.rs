@@ -73,8 +73,11 @@ impl Runtime {
             return Delivery::Deferred;
         };
         let runtime = self.clone();
-        let task =
-            tokio::task::spawn_blocking(move || runtime.alarm_locked(guard, &id, &class, &context));
+        let task = self
+            .shared
+            .workers
+            .handle()
+            .spawn_blocking(move || runtime.alarm_locked(guard, &id, &class, &context));
         task.await.unwrap_or(Delivery::Deferred)
     }
 

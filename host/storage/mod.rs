@@ -51,6 +51,8 @@ pub struct ObjectStorage {
     conn: Connection,
     /// Depth of `state.storage.transaction()` savepoints currently open.
     savepoints: u32,
+    /// Whether a dispatch's transaction was begun and not yet ended.
+    in_transaction: bool,
 }
 
 impl ObjectStorage {
@@ -80,6 +82,7 @@ impl ObjectStorage {
         let storage = Self {
             conn,
             savepoints: 0,
+            in_transaction: false,
         };
         storage.record_identity(id)?;
         Ok(storage)
@@ -118,7 +121,25 @@ impl ObjectStorage {
         self.savepoints = 0;
         self.conn
             .execute_batch("BEGIN")
-            .map_err(|e| StorageError::context("begin a transaction", e))
+            .map_err(|e| StorageError::context("begin a transaction", e))?;
+        self.in_transaction = true;
+        Ok(())
+    }
+
+    /// The bytes the object's data takes: the database's pages in use.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when SQLite cannot say.
+    pub fn used_bytes(&self) -> Result<u64, StorageError> {
+        let pragma = |name: &str| -> Result<u64, StorageError> {
+            self.conn
+                .query_row(&format!("PRAGMA {name}"), [], |row| row.get::<_, i64>(0))
+                .map(|n| u64::try_from(n).unwrap_or(0))
+                .map_err(|e| StorageError::context("measure the database", e))
+        };
+        let pages = pragma("page_count")?.saturating_sub(pragma("freelist_count")?);
+        Ok(pages * pragma("page_size")?)
     }
 
     /// Commits the dispatch's writes; they are on disk when this returns.
@@ -128,7 +149,15 @@ impl ObjectStorage {
     /// [`StorageError`] when the commit fails; the writes are then rolled back.
     pub fn commit(&mut self) -> Result<(), StorageError> {
         self.savepoints = 0;
+        let began = std::mem::take(&mut self.in_transaction);
         if self.conn.is_autocommit() {
+            if began {
+                // SQLite rolled the transaction back by itself (it does on
+                // some errors): the dispatch's writes are gone.
+                return Err(StorageError::new(
+                    "the dispatch's transaction was rolled back after a storage error",
+                ));
+            }
             return Ok(());
         }
         self.conn.execute_batch("COMMIT").map_err(|e| {
@@ -140,6 +169,7 @@ impl ObjectStorage {
     /// Drops every write of the current dispatch.
     pub fn rollback(&mut self) {
         self.savepoints = 0;
+        self.in_transaction = false;
         if !self.conn.is_autocommit() {
             // A failed rollback leaves SQLite to roll back when the
             // connection closes, which discarding the actor does.

@@ -28,8 +28,13 @@ use crate::{
     hostcalls::{ActorState, CallContext, HostContext},
 };
 
-/// QuickJS's own stack limit, in bytes of the guest's shadow stack.
-const QUICKJS_STACK_BYTES: u64 = 512 * 1024;
+/// A dispatch's result is larger than `--max-response-bytes`.
+#[derive(Debug, thiserror::Error)]
+#[error("the result is {len} bytes, over the limit of {max} (--max-response-bytes)")]
+struct OutputTooLarge {
+    len: usize,
+    max: usize,
+}
 
 /// Fuel a call may use past its budget before wasmtime's next check traps
 /// it; see [`Actor::call`].
@@ -85,7 +90,6 @@ struct LoadInput<'a> {
     filename: &'a str,
     source: &'a str,
     memory_limit: u64,
-    max_stack_size: u64,
     deterministic: bool,
 }
 
@@ -154,7 +158,6 @@ impl Actor {
             filename: bundle.script_name(),
             source: bundle.source(),
             memory_limit: (max_memory / 4 * 3).min(u64::from(u32::MAX)),
-            max_stack_size: QUICKJS_STACK_BYTES,
             deterministic: self.store.data().host().seed.is_some(),
         };
         let input = serde_json::to_vec(&input).expect("load input encodes");
@@ -373,6 +376,9 @@ impl Actor {
             ));
         }
         let (status_word, output) = result.map_err(|e| {
+            if let Some(too_large) = e.downcast_ref::<OutputTooLarge>() {
+                return DispatchError::new(ErrorCode::ExecutionError, too_large.to_string());
+            }
             self.poisoned = true;
             trap_to_error(&e, budget, &timeout)
         })?;
@@ -416,6 +422,10 @@ impl Actor {
 
         let out_ptr = self.exports.output_ptr.call(&mut self.store, ())? as u32 as usize;
         let out_len = self.exports.output_len.call(&mut self.store, ())? as u32 as usize;
+        let max = self.store.data().host().limits.max_response_bytes;
+        if out_len > max {
+            return Err(wasmtime::Error::new(OutputTooLarge { len: out_len, max }));
+        }
         let mut output = vec![0u8; out_len];
         self.exports
             .memory
