@@ -13,7 +13,7 @@ use super::{
 use crate::{
     alarms::{self, RetryPolicy},
     config::{self, AlarmConfig, EvictionConfig, RuntimeConfig},
-    gateway::{self, GatewayOptions},
+    gateway::{self, GatewayOptions, ServeOptions},
     runtime::Runtime,
 };
 
@@ -69,6 +69,15 @@ pub struct ServeArgs {
     /// evicted (0: no bound). Each live actor holds three open files.
     #[arg(long, value_name = "COUNT", default_value_t = config::DEFAULT_MAX_LIVE_OBJECTS)]
     pub max_live_objects: usize,
+
+    /// Time a client has to send its request headers; a slower one is
+    /// disconnected (0 waits forever).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Most client connections open at once; more wait to be accepted.
+    #[arg(long, value_name = "COUNT", default_value_t = gateway::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
 
     /// How long shutdown waits for running dispatches to finish.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
@@ -154,7 +163,13 @@ impl ServeArgs {
         }
 
         runtime.start_background();
-        serve_until_signal(listener, app, self.shutdown_timeout).await?;
+        let serving = ServeOptions {
+            header_read_timeout: (!self.header_read_timeout.is_zero())
+                .then_some(self.header_read_timeout),
+            max_connections: self.max_connections,
+            shutdown_grace: self.shutdown_timeout,
+        };
+        gateway::serve(listener, app, serving, shutdown_signal()).await;
         let report = runtime.shutdown(self.shutdown_timeout).await;
         tracing::info!(still_busy = report.still_busy, "shut down");
         Ok(())
@@ -189,33 +204,6 @@ fn check_open_file_limit(max_live_objects: usize) {
             "--max-live-objects {max_live_objects} may need more open files than allowed; \
              lower it or raise the limit (ulimit -n)"
         );
-    }
-}
-
-/// Serves until SIGINT or SIGTERM, then stops accepting and lets open
-/// requests finish, for at most `grace`.
-async fn serve_until_signal(
-    listener: TcpListener,
-    app: axum::Router,
-    grace: Duration,
-) -> anyhow::Result<()> {
-    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async {
-        shutdown_signal().await;
-        let _ = signalled.send(());
-    });
-    let mut server = std::pin::pin!(server.into_future());
-    tokio::select! {
-        served = &mut server => return served.context("the server failed"),
-        _ = on_signal => {}
-    }
-    tracing::info!("shutting down: no new connections, finishing open requests");
-    match tokio::time::timeout(grace, server).await {
-        Ok(served) => served.context("the server failed"),
-        Err(_) => {
-            tracing::warn!("open requests did not finish within {grace:?}; closing them");
-            Ok(())
-        }
     }
 }
 

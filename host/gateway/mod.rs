@@ -11,6 +11,7 @@ mod bound;
 mod error;
 mod fetch;
 mod rpc;
+mod serve;
 
 use std::{sync::Arc, time::Duration};
 
@@ -32,6 +33,7 @@ use crate::{
 pub use bound::{Identify, bound_router};
 pub(crate) use error::ApiError;
 pub(crate) use fetch::fetch_request;
+pub use serve::{DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ServeOptions, serve};
 
 /// How long a client may take between two pieces of a request body.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);

@@ -91,7 +91,8 @@ impl Runtime {
 
     /// Stops the background loops, refuses new dispatches, waits at most
     /// `grace` for running ones to finish and commit, and closes every
-    /// actor and its database.
+    /// actor and its database; then releases the storage roots (unless a
+    /// dispatch is still running), so another runtime may open them.
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
         self.shared.stopping.store(true, Ordering::SeqCst);
         let background = self
@@ -109,6 +110,9 @@ impl Runtime {
         let still_busy = self.shared.registry.drain(Instant::now() + grace).await;
         if still_busy > 0 {
             tracing::warn!(still_busy, "shutdown left dispatches running");
+        } else {
+            // Every database is closed: another runtime may take the roots.
+            self.shared.locks.lock().expect("locks lock").clear();
         }
         ShutdownReport { still_busy }
     }

@@ -54,7 +54,7 @@ use crate::{
     events::{Event, StopReason},
     hostcalls::{CallContext, HostContext, ObjectServices, StubDispatcher},
     id::ObjectId,
-    storage::ObjectStorage,
+    storage::{ObjectStorage, RootLock},
 };
 use actor::Actor;
 use registry::{LockError, Registry, SlotGuard};
@@ -81,6 +81,8 @@ struct Shared {
     next_chain_id: AtomicU64,
     background: Mutex<Option<background::Background>>,
     stopping: AtomicBool,
+    /// The storage roots' locks, held until shutdown or drop.
+    locks: Mutex<Vec<RootLock>>,
 }
 
 /// Why a runtime could not be built.
@@ -130,6 +132,10 @@ impl Runtime {
                 .with_context(|| format!("failed to create the storage root `{}`", root.display()))
                 .map_err(StartError::Engine)?;
         }
+        let mut locks = Vec::new();
+        for root in config.storage_roots() {
+            locks.push(RootLock::acquire(root).map_err(|e| StartError::Engine(e.into()))?);
+        }
         let alarms = AlarmIndex::open(&config.storage_root, &config.storage_roots())
             .context("failed to load the alarm index")
             .map_err(StartError::Engine)?;
@@ -146,6 +152,7 @@ impl Runtime {
                 next_chain_id: AtomicU64::new(1),
                 background: Mutex::new(None),
                 stopping: AtomicBool::new(false),
+                locks: Mutex::new(locks),
             }),
         })
     }

@@ -10,6 +10,7 @@
 //! `state.storage.transaction()` nests a savepoint inside it. Values are
 //! stored as the JSON text the guest produced.
 
+mod lock;
 mod schema;
 
 use std::{
@@ -21,6 +22,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::id::ObjectId;
 
+pub use lock::{LOCK_FILE, RootLock};
 pub use schema::SCHEMA_VERSION;
 
 /// A storage failure, with what was being done.

@@ -334,6 +334,7 @@ async fn case_12_no_lost_updates_and_no_interleaving() {
         "fifty objects, one increment each"
     );
 
+    server.runtime.shutdown(Duration::from_secs(5)).await;
     drop(server);
     let restarted = ServerBuilder::new(fixture("cases/12-concurrency-serialization.js"))
         .manifest("objects:\n  Counter: Counter\n")

@@ -308,3 +308,32 @@ async fn a_declared_oversized_body_is_refused_before_it_arrives() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("request_too_large"), "{answer}");
 }
+
+#[tokio::test]
+async fn a_client_that_trickles_its_headers_is_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().to_str().unwrap();
+    let server = crate::support::BinaryServer::start(&[
+        "--storage",
+        storage,
+        "--header-read-timeout",
+        "300ms",
+    ]);
+    let mut slow = tokio::net::TcpStream::connect(server.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    slow.write_all(b"POST /rpc/COUNTER/x/increment HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), slow.read(&mut buf))
+        .await
+        .expect("the server closed the connection");
+    assert!(
+        matches!(closed, Ok(0) | Err(_)) || buf.starts_with(b"HTTP/1.1 408"),
+        "{closed:?}"
+    );
+    let reply = crate::support::post_json(&server.base, "/rpc/COUNTER/x/increment", "[1]").await;
+    assert_eq!(reply.result(), 1, "other clients are served");
+}

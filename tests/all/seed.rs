@@ -175,3 +175,20 @@ async fn wait_for_log(server: &BinaryServer, needle: &str) {
     }
     panic!("no log line with {needle:?}");
 }
+
+#[test]
+fn a_second_server_on_one_storage_root_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().to_str().unwrap();
+    let first = BinaryServer::start(&["--storage", storage]);
+    let (status, stderr) = run_binary(&["--storage", storage]);
+    assert!(!status.success());
+    assert!(stderr.contains("is in use by process"), "{stderr}");
+    assert!(stderr.contains(&first.child.id().to_string()), "{stderr}");
+    assert!(stderr.contains(storage), "{stderr}");
+
+    // A killed server leaves no lock behind.
+    first.kill();
+    let again = BinaryServer::start(&["--storage", storage]);
+    drop(again);
+}
