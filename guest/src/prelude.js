@@ -76,6 +76,36 @@
     defineProperty(object, key, { value, writable: true, enumerable: true, configurable: true });
   }
 
+  // ---- the protocol --------------------------------------------------------
+
+  // JSON for the host, built from plain values without JSON.stringify on
+  // objects: a bundle may give Object.prototype or Array.prototype a toJSON,
+  // which must change its own results, never the runtime's messages.
+  function encode(value) {
+    if (value === null || value === undefined) return 'null';
+    const type = typeof value;
+    if (type === 'string') return JSONstringify(value);
+    if (type === 'number') {
+      return value === value && value !== Infinity && value !== -Infinity ? StringCtor(value) : 'null';
+    }
+    if (type === 'boolean') return value ? 'true' : 'false';
+    if (ArrayIsArray(value)) {
+      let out = '[';
+      for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ',') + encode(value[i]);
+      return out + ']';
+    }
+    let out = '{';
+    let first = true;
+    const keys = ObjectKeys(value);
+    for (let i = 0; i < keys.length; i++) {
+      const item = value[keys[i]];
+      if (item === undefined) continue;
+      out += (first ? '' : ',') + JSONstringify(keys[i]) + ':' + encode(item);
+      first = false;
+    }
+    return out + '}';
+  }
+
   // ---- errors -------------------------------------------------------------
 
   // Errors raised by the runtime carry a gateway code (bad_request, ...). They
@@ -156,7 +186,7 @@
   }
 
   function errorOutcome(code, message, stack) {
-    return JSONstringify({ ok: false, error: { code, message, stack } });
+    return encode({ ok: false, error: { code, message, stack } });
   }
 
   function failure(thrown) {
@@ -175,7 +205,7 @@
   // ---- host requests ------------------------------------------------------
 
   function host(request) {
-    const answer = hostCall(JSONstringify(request));
+    const answer = hostCall(encode(request));
     if (typeof answer !== 'string') {
       throw coded('execution_error', 'the host rejected a request');
     }
@@ -559,7 +589,7 @@
 
   function fetchOutcome(response) {
     if (response === undefined || response === null) {
-      return JSONstringify({ ok: true, response: { status: 204, headers: [], body: null } });
+      return encode({ ok: true, response: { status: 204, headers: [], body: null } });
     }
     if (typeof response !== 'object') {
       throw coded('execution_error',
@@ -598,7 +628,7 @@
       body = json === undefined ? 'null' : wellFormed(json);
       if (!contentType) headers[headers.length] = ['content-type', 'application/json'];
     }
-    return JSONstringify({ ok: true, response: { status, headers, body } });
+    return encode({ ok: true, response: { status, headers, body } });
   }
 
   // ---- the actor ----------------------------------------------------------
@@ -723,7 +753,7 @@
       for (let i = 0; i < names.length; i++) {
         exports[exports.length] = { name: names[i], isClass: isConstructor(objects[names[i]]) };
       }
-      return JSONstringify({ ok: true, exports });
+      return encode({ ok: true, exports });
     },
 
     describeFailure,

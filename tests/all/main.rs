@@ -14,6 +14,7 @@ mod cases;
 mod dispatch;
 mod embedding;
 mod gateway;
+mod hostile;
 mod runner;
 mod seed;
 mod storage;
