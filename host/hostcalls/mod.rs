@@ -8,6 +8,8 @@
 //! request that is well formed but fails (a bad key, a missing namespace) is
 //! answered with an error code that JavaScript sees as a thrown `Error`.
 
+#[cfg(test)]
+mod fuzz;
 mod memory;
 mod requests;
 mod time;

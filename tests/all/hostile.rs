@@ -10,7 +10,6 @@ use crate::support::{
 async fn hostile() -> TestServer {
     ServerBuilder::new(fixture("hostile/objects.js"))
         .limits(|l| {
-
             l.max_memory = 64 * 1024 * 1024;
             l.max_storage_bytes = 1024 * 1024;
             l.max_response_bytes = 8 * 1024 * 1024;
@@ -46,7 +45,6 @@ async fn runaway_code_is_stopped_with_its_limit() {
     let server = hostile().await;
     for (method, status, code) in [
         ("spin", 504, "timeout"),
-
         ("catastrophicRegex", 504, "timeout"),
         ("memoryBomb", 500, "out_of_memory"),
         ("deepRecursion", 500, "execution_error"),
@@ -65,14 +63,24 @@ async fn runaway_code_is_stopped_with_its_limit() {
     }
     // A promise chain that never ends keeps every link alive: it runs out of
     // fuel or of memory, whichever comes first, and ends like either.
-    let storm = server.rpc("HOSTILE", "attacker", "microtaskStorm", json!([])).await;
+    let storm = server
+        .rpc("HOSTILE", "attacker", "microtaskStorm", json!([]))
+        .await;
     let expected = match storm.status {
         504 => "timeout",
         _ => "out_of_memory",
     };
-    survives(&server, storm, if expected == "timeout" { 504 } else { 500 }, Some(expected)).await;
+    survives(
+        &server,
+        storm,
+        if expected == "timeout" { 504 } else { 500 },
+        Some(expected),
+    )
+    .await;
 
-    let huge = server.rpc("HOSTILE", "attacker", "hugeString", json!([])).await;
+    let huge = server
+        .rpc("HOSTILE", "attacker", "hugeString", json!([]))
+        .await;
     let caught = survives(&server, huge, 200, None).await;
     assert_eq!(
         caught,
@@ -254,4 +262,40 @@ async fn ten_thousand_log_lines_are_cut_with_a_note() {
     assert_eq!(cut.len(), 1, "one note for the flood");
     let lines = server.log_lines("line ");
     assert_eq!(lines.len(), 50 + 10, "fifty of the flood, ten of the next");
+}
+
+#[tokio::test]
+async fn random_arguments_from_javascript_never_break_the_object() {
+    let server = ServerBuilder::new(fixture("hostile/fuzz.js")).start().await;
+    let allowed = [
+        "bad_request",
+        "quota_exceeded",
+        "unknown_namespace",
+        "method_not_found",
+    ];
+    for seed in 1..=4 {
+        let outcome = server.call("FUZZ", "f", "fuzz", json!([seed, 400])).await;
+        let threw = outcome["threw"].as_object().unwrap();
+        let total = outcome["returned"].as_u64().unwrap()
+            + threw.values().map(|n| n.as_u64().unwrap()).sum::<u64>();
+        assert_eq!(
+            total, 400,
+            "seed {seed}: every call returned or threw: {outcome}"
+        );
+        for kind in threw.keys() {
+            if let Some(code) = kind.strip_prefix("code:") {
+                assert!(
+                    allowed.contains(&code),
+                    "seed {seed}: unexpected {kind}: {outcome}"
+                );
+            }
+        }
+        assert_eq!(server.call("FUZZ", "f", "survived", json!([])).await, 400);
+    }
+    assert_eq!(server.call("FUZZ", "f", "ping", json!([])).await, "pong");
+    let starts = server.runtime.actor_starts();
+    assert!(
+        starts <= 2,
+        "no actor was discarded (f, and the stub target): {starts}"
+    );
 }

@@ -15,6 +15,7 @@ mod dispatch;
 mod embedding;
 mod gateway;
 mod hostile;
+mod properties;
 mod runner;
 mod seed;
 mod storage;
