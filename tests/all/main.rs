@@ -11,6 +11,7 @@
 mod alarms;
 mod bundles;
 mod cases;
+mod crash;
 mod dispatch;
 mod embedding;
 mod gateway;
