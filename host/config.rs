@@ -36,8 +36,9 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 /// Default largest storage key, in UTF-8 bytes (Cloudflare's limit).
 pub const DEFAULT_MAX_KEY_BYTES: usize = 2048;
 
-/// Default largest stored value, as encoded JSON (Cloudflare's limit).
-pub const DEFAULT_MAX_VALUE_BYTES: usize = 128 * 1024;
+/// Default largest stored value, as encoded JSON (the limit of Cloudflare's
+/// SQLite-backed objects).
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 2 * 1024 * 1024;
 
 /// Default bound on how late the alarm loop notices a due alarm it was not
 /// told about (it is woken at once for alarms set through this runtime).

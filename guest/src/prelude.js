@@ -31,6 +31,7 @@
   const PromiseThen = Promise.prototype.then;
   const ErrorCtor = Error;
   const TypeErrorCtor = TypeError;
+  const RangeErrorCtor = RangeError;
   const DateGetTime = Date.prototype.getTime;
   const MathTrunc = Math.trunc;
   const StringCtor = String;
@@ -211,7 +212,8 @@
     }
     const parsed = JSONparse(answer);
     if (parsed.ok) return parsed.value;
-    throw coded(parsed.error.code, parsed.error.message);
+    const Ctor = parsed.error.name === 'RangeError' ? RangeErrorCtor : ErrorCtor;
+    throw coded(parsed.error.code, parsed.error.message, Ctor);
   }
 
   // ---- console ------------------------------------------------------------
@@ -281,10 +283,21 @@
       throw coded('bad_request', 'list options must be an object or a prefix string');
     }
     const request = {};
-    const prefix = options.prefix;
-    if (prefix !== undefined && prefix !== null) {
-      if (typeof prefix !== 'string') throw coded('bad_request', 'list prefix must be a string');
-      request.prefix = prefix;
+    const bounds = ['prefix', 'start', 'startAfter', 'end'];
+    for (let i = 0; i < bounds.length; i++) {
+      const bound = options[bounds[i]];
+      if (bound === undefined || bound === null) continue;
+      if (typeof bound !== 'string') {
+        throw coded('bad_request', 'list ' + bounds[i] + ' must be a string', TypeErrorCtor);
+      }
+      request[bounds[i]] = bound;
+    }
+    const reverse = options.reverse;
+    if (reverse !== undefined && reverse !== null) {
+      if (typeof reverse !== 'boolean') {
+        throw coded('bad_request', 'list reverse must be a boolean', TypeErrorCtor);
+      }
+      request.reverse = reverse;
     }
     const limit = options.limit;
     if (limit !== undefined && limit !== null) {

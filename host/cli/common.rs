@@ -76,7 +76,7 @@ pub struct LimitArgs {
     pub max_key_bytes: u64,
 
     /// Largest stored value, in bytes of JSON.
-    #[arg(long, value_name = "BYTES", default_value = "128KiB", value_parser = parse_byte_size)]
+    #[arg(long, value_name = "BYTES", default_value = "2MiB", value_parser = parse_byte_size)]
     pub max_value_bytes: u64,
 
     /// Most bytes one object's database may hold; a `put` past it fails

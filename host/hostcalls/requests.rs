@@ -12,7 +12,7 @@ use super::HostContext;
 use crate::{
     error::{DispatchError, ErrorCode},
     id::ObjectId,
-    storage::{AlarmRow, ObjectStorage},
+    storage::{AlarmRow, ListQuery, ObjectStorage},
 };
 
 /// One request from the guest.
@@ -28,6 +28,12 @@ enum HostRequest {
     /// `storage.list(options)`: `[[key, json], ...]` in key order.
     List {
         prefix: Option<String>,
+        start: Option<String>,
+        #[serde(rename = "startAfter")]
+        start_after: Option<String>,
+        end: Option<String>,
+        #[serde(default)]
+        reverse: bool,
         limit: Option<u64>,
     },
     /// `storage.deleteAll()`: how many keys were removed.
@@ -62,23 +68,50 @@ enum HostRequest {
 pub(super) fn handle(host: &mut HostContext, request: &[u8]) -> Vec<u8> {
     let answer = match serde_json::from_slice::<HostRequest>(request) {
         Ok(request) => perform(host, request),
-        Err(e) => Err(DispatchError::bad_request(format!(
-            "malformed host request: {e}"
-        ))),
+        Err(e) => Err(DispatchError::bad_request(format!("malformed host request: {e}")).into()),
     };
     let body = match answer {
         Ok(value) => json!({ "ok": true, "value": value }),
-        Err(e) => {
-            json!({ "ok": false, "error": { "code": e.code.as_str(), "message": e.message } })
-        }
+        Err(Refusal { error, js_type }) => json!({
+            "ok": false,
+            "error": { "code": error.code.as_str(), "message": error.message, "name": js_type },
+        }),
     };
     serde_json::to_vec(&body).expect("JSON values always encode")
 }
 
-fn perform(host: &mut HostContext, request: HostRequest) -> Result<Value, DispatchError> {
+/// Why a request failed, as JavaScript will see it: the error, and the
+/// kind of exception when it is not a plain `Error`.
+struct Refusal {
+    error: DispatchError,
+    js_type: Option<&'static str>,
+}
+
+impl From<DispatchError> for Refusal {
+    fn from(error: DispatchError) -> Self {
+        Self {
+            error,
+            js_type: None,
+        }
+    }
+}
+
+/// A size limit refused the request: a `RangeError` (`bad_request`),
+/// thrown before anything is written.
+fn range_error(message: String) -> Refusal {
+    Refusal {
+        error: DispatchError::bad_request(message),
+        js_type: Some("RangeError"),
+    }
+}
+
+fn perform(host: &mut HostContext, request: HostRequest) -> Result<Value, Refusal> {
     match request {
         HostRequest::Get { key } => {
-            let key = checked_key(host, &key)?;
+            // A key too long to store cannot be there.
+            let Some(key) = readable_key(host, &key)? else {
+                return Ok(Value::Null);
+            };
             Ok(storage(host)?
                 .get(key)
                 .map_err(storage_error)?
@@ -87,7 +120,7 @@ fn perform(host: &mut HostContext, request: HostRequest) -> Result<Value, Dispat
         HostRequest::Put { key, value } => {
             let key = checked_key(host, &key)?;
             if value.len() > host.limits.max_value_bytes {
-                return Err(DispatchError::bad_request(format!(
+                return Err(range_error(format!(
                     "value for key {key:?} is {} bytes of JSON, over the limit of {}",
                     value.len(),
                     host.limits.max_value_bytes
@@ -104,21 +137,37 @@ fn perform(host: &mut HostContext, request: HostRequest) -> Result<Value, Dispat
                         "storage is full: the object holds {used} bytes and may hold {quota} \
                          (--max-storage-bytes); delete keys to make room"
                     ),
-                ));
+                )
+                .into());
             }
             storage.put(key, &value).map_err(storage_error)?;
             Ok(Value::Null)
         }
         HostRequest::Delete { key } => {
-            let key = checked_key(host, &key)?;
+            let Some(key) = readable_key(host, &key)? else {
+                return Ok(Value::Bool(false));
+            };
             Ok(Value::Bool(
                 storage(host)?.delete(key).map_err(storage_error)?,
             ))
         }
-        HostRequest::List { prefix, limit } => {
-            let entries = storage(host)?
-                .list(prefix.as_deref(), limit)
-                .map_err(storage_error)?;
+        HostRequest::List {
+            prefix,
+            start,
+            start_after,
+            end,
+            reverse,
+            limit,
+        } => {
+            let query = ListQuery {
+                prefix,
+                start,
+                start_after,
+                end,
+                reverse,
+                limit,
+            };
+            let entries = storage(host)?.list(&query).map_err(storage_error)?;
             Ok(entries
                 .into_iter()
                 .map(|(k, v)| Value::Array(vec![Value::String(k), Value::String(v)]))
@@ -158,7 +207,7 @@ fn perform(host: &mut HostContext, request: HostRequest) -> Result<Value, Dispat
         }
         HostRequest::RandomBytes { len } => {
             if len > MAX_RANDOM_BYTES {
-                return Err(DispatchError::bad_request(format!(
+                return Err(range_error(format!(
                     "at most {MAX_RANDOM_BYTES} random bytes per call, asked for {len}"
                 )));
             }
@@ -237,14 +286,23 @@ fn storage_error(e: crate::storage::StorageError) -> DispatchError {
     DispatchError::new(ErrorCode::StorageError, e.to_string())
 }
 
+/// Trims a key for reading: `None` when it is too long to have been stored.
+fn readable_key<'k>(host: &HostContext, key: &'k str) -> Result<Option<&'k str>, Refusal> {
+    match checked_key(host, key) {
+        Ok(key) => Ok(Some(key)),
+        Err(refusal) if refusal.js_type.is_some() => Ok(None),
+        Err(refusal) => Err(refusal),
+    }
+}
+
 /// Trims a key and checks it is neither empty nor too long.
-fn checked_key<'k>(host: &HostContext, key: &'k str) -> Result<&'k str, DispatchError> {
+fn checked_key<'k>(host: &HostContext, key: &'k str) -> Result<&'k str, Refusal> {
     let key = key.trim();
     if key.is_empty() {
-        return Err(DispatchError::bad_request("storage key must not be empty"));
+        return Err(DispatchError::bad_request("storage key must not be empty").into());
     }
     if key.len() > host.limits.max_key_bytes {
-        return Err(DispatchError::bad_request(format!(
+        return Err(range_error(format!(
             "storage key is {} bytes, over the limit of {}",
             key.len(),
             host.limits.max_key_bytes

@@ -282,37 +282,71 @@ impl ObjectStorage {
             .map_err(|e| StorageError::context("delete every key", e))
     }
 
-    /// Keys and JSON values in key order (by UTF-8 bytes), optionally only
-    /// those starting with `prefix` (matched literally) and at most `limit`.
+    /// Keys and JSON values in key order (by UTF-8 bytes), or reverse
+    /// order, limited by `query`.
     ///
     /// # Errors
     ///
     /// [`StorageError`] when the read fails.
-    pub fn list(
-        &self,
-        prefix: Option<&str>,
-        limit: Option<u64>,
-    ) -> Result<Vec<(String, String)>, StorageError> {
+    pub fn list(&self, query: &ListQuery) -> Result<Vec<(String, String)>, StorageError> {
         let read = |e| StorageError::context("list keys", e);
-        let limit = limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
-        let prefix = prefix.unwrap_or("");
-        // Every key that starts with the prefix sorts at or after it and
-        // before the prefix followed by byte 0xF5, which never occurs in
-        // UTF-8; no other key falls in that range. The range uses the
-        // primary key's index.
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT key, value_json FROM kv
-                 WHERE ?1 = '' OR (key >= ?1 AND key < ?1 || CAST(x'F5' AS TEXT))
-                 ORDER BY key LIMIT ?2",
-            )
-            .map_err(read)?;
+        let mut conditions = Vec::new();
+        let mut bounds: Vec<&str> = Vec::new();
+        if let Some(prefix) = query.prefix.as_deref().filter(|p| !p.is_empty()) {
+            // Every key that starts with the prefix sorts at or after it and
+            // before the prefix followed by byte 0xF5, which never occurs in
+            // UTF-8; no other key falls in that range, which the primary
+            // key's index serves.
+            bounds.push(prefix);
+            let n = bounds.len();
+            conditions.push(format!("key >= ?{n} AND key < ?{n} || CAST(x'F5' AS TEXT)"));
+        }
+        for (bound, op) in [
+            (&query.start, ">="),
+            (&query.start_after, ">"),
+            (&query.end, "<"),
+        ] {
+            if let Some(bound) = bound {
+                bounds.push(bound);
+                conditions.push(format!("key {op} ?{}", bounds.len()));
+            }
+        }
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let order = if query.reverse { "DESC" } else { "ASC" };
+        let limit = query
+            .limit
+            .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let sql =
+            format!("SELECT key, value_json FROM kv {filter} ORDER BY key {order} LIMIT {limit}");
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(read)?;
         let rows = stmt
-            .query_map(params![prefix, limit], |row| Ok((row.get(0)?, row.get(1)?)))
+            .query_map(rusqlite::params_from_iter(bounds), |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
             .map_err(read)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(read)
     }
+}
+
+/// Which keys [`ObjectStorage::list`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only keys starting with this, matched literally.
+    pub prefix: Option<String>,
+    /// Only keys at or after this.
+    pub start: Option<String>,
+    /// Only keys after this.
+    pub start_after: Option<String>,
+    /// Only keys before this.
+    pub end: Option<String>,
+    /// Last key first.
+    pub reverse: bool,
+    /// At most this many.
+    pub limit: Option<u64>,
 }
 
 /// The one alarm of an object, as its database holds it.
@@ -508,15 +542,37 @@ mod tests {
         ] {
             s.put(key, "1").unwrap();
         }
-        assert_eq!(keys(s.list(Some("user_"), None).unwrap()), ["user_1"]);
-        assert_eq!(keys(s.list(Some("percent%"), None).unwrap()), ["percent%"]);
-        assert_eq!(keys(s.list(Some("z"), None).unwrap()), ["z\u{10FFFF}x"]);
+        let prefix = |p: &str| ListQuery {
+            prefix: Some(p.into()),
+            ..ListQuery::default()
+        };
+        assert_eq!(keys(s.list(&prefix("user_")).unwrap()), ["user_1"]);
+        assert_eq!(keys(s.list(&prefix("percent%")).unwrap()), ["percent%"]);
+        assert_eq!(keys(s.list(&prefix("z")).unwrap()), ["z\u{10FFFF}x"]);
+        let limited = ListQuery {
+            limit: Some(3),
+            ..ListQuery::default()
+        };
         assert_eq!(
-            keys(s.list(None, Some(3)).unwrap()),
+            keys(s.list(&limited).unwrap()),
             ["a", "b", "percent%"],
             "sorted, limited without a prefix"
         );
-        assert_eq!(s.list(None, None).unwrap().len(), 8);
+        assert_eq!(s.list(&ListQuery::default()).unwrap().len(), 8);
+        let window = ListQuery {
+            start_after: Some("a".into()),
+            end: Some("user_1".into()),
+            reverse: true,
+            limit: Some(2),
+            ..ListQuery::default()
+        };
+        assert_eq!(keys(s.list(&window).unwrap()), ["userA", "percentA1"]);
+        let from = ListQuery {
+            start: Some("b".into()),
+            limit: Some(1),
+            ..ListQuery::default()
+        };
+        assert_eq!(keys(s.list(&from).unwrap()), ["b"]);
     }
 
     #[test]

@@ -570,3 +570,101 @@ async fn case_04_acknowledged_writes_survive_kill_9() {
         );
     }
 }
+
+// ---- 15: keys with NULs, long keys, big values ------------------------------
+
+#[tokio::test]
+async fn case_15_odd_keys_stay_distinct_and_big_values_are_exact_or_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        // Building a 4 MiB string 32 characters at a time takes more than
+        // the default fuel.
+        ServerBuilder::new(fixture("cases/15-keys-nul-size.js"))
+            .manifest("objects:\n  Keys: Keys\n")
+            .storage(dir.path())
+            .limits(|l| {
+                l.cpu_fuel = 100_000_000_000;
+                l.cpu_timeout = Some(Duration::from_secs(60));
+            })
+            .start()
+    };
+    let server = start().await;
+    let rpc = |method: &'static str, args: Value| {
+        let server = &server;
+        async move { server.call("Keys", "k", method, args).await }
+    };
+    assert_eq!(rpc("seedNul", json!([])).await, 8);
+    let read = rpc("readNul", json!([])).await;
+    let each = json!({"0061":"v0","0061,0000":"v1","0061,0000,0062":"v2","0000":"v3",
+        "0061,0001":"v4","0041":"v5","043a,043b,044e,0447":"v6","d83d,dd11":"v7"});
+    assert_eq!(read["each"], each);
+    assert_eq!(
+        read["listed"],
+        json!([
+            "0000",
+            "0041",
+            "0061",
+            "0061,0000",
+            "0061,0000,0062",
+            "0061,0001",
+            "043a,043b,044e,0447",
+            "d83d,dd11"
+        ])
+    );
+    assert_eq!(read["afterA"], json!(["0061,0000", "0061,0000,0062"]));
+    assert_eq!(read["prefixNul"], json!(["0061,0000", "0061,0000,0062"]));
+    assert_eq!(
+        rpc("deleteA", json!([])).await,
+        json!({"deleted": true, "again": false, "nulStillThere": "v1"})
+    );
+    let after_delete = rpc("readNul", json!([])).await;
+    assert_eq!(after_delete["each"]["0061"], Value::Null);
+    assert_eq!(after_delete["listed"].as_array().unwrap().len(), 7);
+    assert_eq!(
+        rpc("nulValue", json!([])).await,
+        json!({"sameLength": true, "same": true})
+    );
+    assert_eq!(
+        rpc("longKey", json!([2048])).await,
+        json!({"len": 2048, "accepted": true, "readBack": 2048})
+    );
+    assert_eq!(
+        rpc("longKey", json!([4096])).await,
+        json!({"len": 4096, "accepted": false, "error": "RangeError", "readBack": null})
+    );
+    assert_eq!(
+        rpc("longKeysDistinct", json!([])).await,
+        json!(["one", "two"])
+    );
+    for (n, hash) in [(131072, "4e229dc5"), (1048576, "e94c9dc5")] {
+        assert_eq!(
+            rpc("bigValue", json!([n])).await,
+            json!({"n": n, "accepted": true, "error": null, "backLength": n,
+                   "backHash": hash, "wantHash": hash})
+        );
+    }
+    assert_eq!(
+        rpc("bigValue", json!([4194304])).await,
+        json!({"n": 4194304, "accepted": false, "error": "RangeError", "backLength": 1048576,
+               "backHash": "e94c9dc5", "wantHash": "21dc9dc5"}),
+        "refused before the write: the previous value is intact"
+    );
+
+    let before_restart = rpc("readNul", json!([])).await;
+    assert_eq!(before_restart["each"], after_delete["each"]);
+    server.runtime.shutdown(Duration::from_secs(5)).await;
+    drop(server);
+    let server = start().await;
+    let again = server.call("Keys", "k", "readNul", json!([])).await;
+    assert_eq!(again, before_restart, "identical after a restart");
+    assert_eq!(
+        server.call("Keys", "k", "bigValue", json!([1048576])).await["backHash"],
+        "e94c9dc5"
+    );
+    assert_eq!(
+        server
+            .call("Keys", "k", "longKeysDistinct", json!([]))
+            .await,
+        json!(["one", "two"])
+    );
+}
