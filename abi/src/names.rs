@@ -31,6 +31,14 @@ pub const EXPORT_ALLOC: &str = "ggo_alloc";
 /// exported classes.
 pub const EXPORT_LOAD: &str = "ggo_load";
 
+/// `init_input(ptr, len)`: keeps the JSON input of [`EXPORT_INIT`], which
+/// takes no arguments (a pre-initializer calls it).
+pub const EXPORT_INIT_INPUT: &str = "ggo_init_input";
+
+/// `init()`: [`EXPORT_LOAD`] with the input given to [`EXPORT_INIT_INPUT`];
+/// the pre-initializer snapshots the instance after it.
+pub const EXPORT_INIT: &str = "ggo_init";
+
 /// `construct(ptr, len) -> status`: runs `new Class(state, env)` for the
 /// object described by the JSON input.
 pub const EXPORT_CONSTRUCT: &str = "ggo_construct";
@@ -54,6 +62,8 @@ pub const REQUIRED_EXPORTS: &[&str] = &[
     EXPORT_ABI_VERSION,
     EXPORT_ALLOC,
     EXPORT_LOAD,
+    EXPORT_INIT_INPUT,
+    EXPORT_INIT,
     EXPORT_CONSTRUCT,
     EXPORT_DISPATCH,
     EXPORT_OUTPUT_PTR,

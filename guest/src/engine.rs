@@ -40,9 +40,6 @@ struct LoadInput {
     /// QuickJS's own heap limit in bytes; a failed allocation under it is a
     /// catchable `InternalError: out of memory`.
     memory_limit: usize,
-    /// Deterministic mode: `Math.random` is seeded from the host.
-    #[serde(default)]
-    deterministic: bool,
 }
 
 /// A loaded engine: the runtime and the prelude's entry object.
@@ -79,7 +76,7 @@ pub fn load(input: &[u8]) -> Result<String, String> {
         .runtime()
         .set_host_promise_rejection_tracker(Some(Box::new(track_rejection)));
     let (entry, description) = runtime.context().with(|ctx| -> Result<_, String> {
-        let entry = install_prelude(&ctx, input.deterministic)?;
+        let entry = install_prelude(&ctx)?;
         let track: Function = entry
             .get("trackRejection")
             .map_err(|e| format!("the prelude has no `trackRejection`: {e}"))?;
@@ -102,7 +99,7 @@ fn track_rejection<'js>(ctx: Ctx<'js>, promise: Value<'js>, reason: Value<'js>, 
 }
 
 /// Runs the prelude and returns its entry object.
-fn install_prelude<'js>(ctx: &Ctx<'js>, deterministic: bool) -> Result<Object<'js>, String> {
+fn install_prelude<'js>(ctx: &Ctx<'js>) -> Result<Object<'js>, String> {
     let host_call = Function::new(ctx.clone(), |request: String| -> Option<String> {
         imports::call(&request)
     })
@@ -116,7 +113,7 @@ fn install_prelude<'js>(ctx: &Ctx<'js>, deterministic: bool) -> Result<Object<'j
         .eval_with_options(PRELUDE, eval_options(PRELUDE_FILENAME, true))
         .map_err(|e| format!("failed to evaluate the prelude: {}", exception_text(ctx, e)))?;
     factory
-        .call((host_call, host_log, deterministic))
+        .call((host_call, host_log))
         .map_err(|e| format!("failed to install the prelude: {}", exception_text(ctx, e)))
 }
 

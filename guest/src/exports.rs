@@ -73,6 +73,33 @@ pub unsafe extern "C" fn ggo_load(ptr: *mut u8, len: i32) -> i32 {
     set_output(engine::load(&input))
 }
 
+thread_local! {
+    /// The input of [`ggo_init`], until it runs.
+    static INIT_INPUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Keeps the input of [`ggo_init`].
+///
+/// # Safety
+///
+/// `ptr`/`len` must be a buffer from [`ggo_alloc`] holding the input.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn ggo_init_input(ptr: *mut u8, len: i32) {
+    // SAFETY: forwarded from this function's contract.
+    let input = unsafe { take_input(ptr, len) };
+    INIT_INPUT.with(|i| *i.borrow_mut() = input);
+}
+
+/// Creates the engine and evaluates the bundle given to
+/// [`ggo_init_input`]; the output is as [`ggo_load`]'s. A pre-initializer
+/// calls this and then snapshots the instance, so actors start with the
+/// bundle loaded.
+#[unsafe(no_mangle)]
+pub extern "C" fn ggo_init() {
+    let input = INIT_INPUT.with(|i| std::mem::take(&mut *i.borrow_mut()));
+    let _ = set_output(engine::load(&input));
+}
+
 /// Constructs the actor's object.
 ///
 /// # Safety

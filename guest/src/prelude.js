@@ -10,7 +10,7 @@
 //
 // Every answer to the host is a JSON "outcome": {"ok":true,...} or
 // {"ok":false,"error":{"code","message"}}.
-(function (hostCall, hostLog, deterministic) {
+(function (hostCall, hostLog) {
   'use strict';
 
   // Built-ins captured before user code runs, so that a bundle that replaces
@@ -483,36 +483,40 @@
     });
   }
 
-  // In deterministic mode Math.random is xoshiro128** seeded by the host
-  // (from --seed and the object), instead of QuickJS's clock-seeded one.
-  if (deterministic) {
-    const seed = randomBytes(16);
-    const word = (i) => (seed[i] | (seed[i + 1] << 8) | (seed[i + 2] << 16) | (seed[i + 3] << 24)) >>> 0;
-    let s0 = word(0) || 1;
-    let s1 = word(4);
-    let s2 = word(8);
-    let s3 = word(12);
-    const MathImul = Math.imul;
-    const rotl = (x, k) => ((x << k) | (x >>> (32 - k))) >>> 0;
-    const next = () => {
-      const result = MathImul(rotl(MathImul(s1, 5) >>> 0, 7), 9) >>> 0;
-      const t = (s1 << 9) >>> 0;
-      s2 = (s2 ^ s0) >>> 0;
-      s3 = (s3 ^ s1) >>> 0;
-      s1 = (s1 ^ s2) >>> 0;
-      s0 = (s0 ^ s3) >>> 0;
-      s2 = (s2 ^ t) >>> 0;
-      s3 = rotl(s3, 11);
-      return result;
-    };
-    defineProperty(Math, 'random', {
-      value: function random() {
-        return ((next() >>> 5) * 67108864 + (next() >>> 6)) / 9007199254740992;
-      },
-      writable: true,
-      configurable: true,
-    });
+  // Math.random is xoshiro128**, reseeded by the host for every actor (from
+  // the operating system, or from --seed and the object in deterministic
+  // mode), so actors that start from one pre-initialized image never share
+  // a sequence. Bundle code that runs at load time sees a fixed seed.
+  let s0 = 0x9e3779b9;
+  let s1 = 0x243f6a88;
+  let s2 = 0xb7e15162;
+  let s3 = 0x85a308d3;
+  const MathImul = Math.imul;
+  const rotl = (x, k) => ((x << k) | (x >>> (32 - k))) >>> 0;
+  const nextWord = () => {
+    const result = MathImul(rotl(MathImul(s1, 5) >>> 0, 7), 9) >>> 0;
+    const t = (s1 << 9) >>> 0;
+    s2 = (s2 ^ s0) >>> 0;
+    s3 = (s3 ^ s1) >>> 0;
+    s1 = (s1 ^ s2) >>> 0;
+    s0 = (s0 ^ s3) >>> 0;
+    s2 = (s2 ^ t) >>> 0;
+    s3 = rotl(s3, 11);
+    return result;
+  };
+  function reseed(words) {
+    s0 = (words[0] >>> 0) || 1;
+    s1 = words[1] >>> 0;
+    s2 = words[2] >>> 0;
+    s3 = words[3] >>> 0;
   }
+  defineProperty(Math, 'random', {
+    value: function random() {
+      return ((nextWord() >>> 5) * 67108864 + (nextWord() >>> 6)) / 9007199254740992;
+    },
+    writable: true,
+    configurable: true,
+  });
 
   // ---- env and stubs ------------------------------------------------------
 
@@ -781,6 +785,7 @@
         outcome = errorOutcome('execution_error', 'class `' + className + '` not found in exports.objects');
         return;
       }
+      reseed(input.randomSeed);
       const state = { id: freeze(input.id), storage: makeStorage() };
       try {
         instance = ReflectConstruct(Class, [state, makeEnv(input.namespaces)]);

@@ -13,7 +13,7 @@ mod namespace;
 
 use std::{collections::BTreeMap, path::Path};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use manifest::{Manifest, ManifestError};
 pub use namespace::export_name_to_namespace;
@@ -29,7 +29,7 @@ pub struct Bundle {
 }
 
 /// One own enumerable property of `exports.objects`, as the guest saw it.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ExportInfo {
     /// The export's name.

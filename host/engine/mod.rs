@@ -1,13 +1,17 @@
 //! The wasmtime side of the sandbox, narrowed to what actors need.
 //!
-//! [`GuestEngine`] owns the one `wasmtime::Engine`, the compiled guest module
-//! (embedded in this binary by `build.rs`) and a pre-linked
-//! `InstancePre`, so starting an actor is a cheap instantiation. The engine
+//! [`GuestEngine`] owns the one `wasmtime::Engine` and the linker with the
+//! host functions, and compiles guest images into `InstancePre`s, so
+//! starting an actor is a cheap instantiation. The guest module is embedded
+//! in this binary by `build.rs`; `snapshot.rs` pre-initializes it with a
+//! bundle, so actors start with the bundle already evaluated. The engine
 //! meters fuel, so CPU limits are deterministic, and uses epoch interruption
 //! for the wall-clock deadline: a background thread advances the epoch every
 //! [`EPOCH_TICK`].
 
+mod custom;
 mod limits;
+mod snapshot;
 
 use std::{sync::Arc, thread, time::Duration};
 
@@ -18,7 +22,9 @@ use wasmtime::{
 
 use crate::hostcalls::{self, ActorState};
 
+pub(crate) use custom::{append_custom_section, find_custom_section};
 pub(crate) use limits::{MemoryLimiter, out_of_fuel, trap_to_error};
+pub(crate) use snapshot::Preinitializer;
 
 /// The guest module, built by `build.rs`.
 const GUEST_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/guest.wasm"));
@@ -31,7 +37,7 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// entry, the host functions and SQLite beneath them.
 pub(crate) const HOST_STACK_MARGIN: usize = 4 * 1024 * 1024;
 
-/// The compiled guest and everything needed to instantiate it.
+/// The wasmtime engine and the host functions linked for guests.
 #[derive(Clone)]
 pub(crate) struct GuestEngine {
     inner: Arc<Inner>,
@@ -39,18 +45,17 @@ pub(crate) struct GuestEngine {
 
 struct Inner {
     engine: Engine,
-    pre: InstancePre<ActorState>,
+    linker: Linker<ActorState>,
 }
 
 impl GuestEngine {
-    /// Configures wasmtime, compiles (or loads from wasmtime's cache) the
-    /// guest module, links the host functions and starts the epoch thread.
+    /// Configures wasmtime, links the host functions and starts the epoch
+    /// thread.
     ///
     /// # Errors
     ///
-    /// When the engine cannot be configured or the guest module does not
-    /// compile, lacks an export, or imports something the host does not
-    /// provide.
+    /// When the engine cannot be configured, or this binary was built
+    /// without its guest module.
     pub(crate) fn new(max_wasm_stack: usize) -> wasmtime::Result<Self> {
         if GUEST_WASM.is_empty() {
             bail!("this binary was built without its guest module (a clippy or stub build)");
@@ -69,23 +74,16 @@ impl GuestEngine {
         }
         let engine = Engine::new(&config).context("failed to configure wasmtime")?;
 
-        let module =
-            Module::new(&engine, GUEST_WASM).context("failed to compile the guest module")?;
-        check_exports(&module)?;
-
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut ActorState| {
             state.wasi_mut()
         })
         .context("failed to link WASI")?;
         hostcalls::add_to_linker(&mut linker)?;
-        let pre = linker
-            .instantiate_pre(&module)
-            .context("failed to link the guest module")?;
 
         spawn_epoch_ticker(&engine);
         Ok(Self {
-            inner: Arc::new(Inner { engine, pre }),
+            inner: Arc::new(Inner { engine, linker }),
         })
     }
 
@@ -94,9 +92,27 @@ impl GuestEngine {
         &self.inner.engine
     }
 
-    /// The pre-linked guest, ready to instantiate in a new store.
-    pub(crate) fn instance_pre(&self) -> &InstancePre<ActorState> {
-        &self.inner.pre
+    /// The guest module this binary embeds.
+    pub(crate) fn guest_wasm(&self) -> &'static [u8] {
+        GUEST_WASM
+    }
+
+    /// Compiles (or loads from wasmtime's cache) a guest image (the guest,
+    /// its instrumented form, or a pre-initialized bundle), checks its
+    /// exports and links it, ready to instantiate in new stores.
+    ///
+    /// # Errors
+    ///
+    /// When the module does not compile, lacks an export, or imports
+    /// something the host does not provide.
+    pub(crate) fn prepare(&self, wasm: &[u8]) -> wasmtime::Result<InstancePre<ActorState>> {
+        let module =
+            Module::new(&self.inner.engine, wasm).context("failed to compile the guest module")?;
+        check_exports(&module)?;
+        self.inner
+            .linker
+            .instantiate_pre(&module)
+            .context("failed to link the guest module")
     }
 }
 

@@ -106,6 +106,15 @@ pub(crate) struct HostContext {
     pending_answer: Option<Vec<u8>>,
 }
 
+impl HostContext {
+    /// Four random words from the actor's generator (the seed of its
+    /// `Math.random`).
+    pub(crate) fn random_words(&mut self) -> [u32; 4] {
+        use rand::Rng as _;
+        std::array::from_fn(|_| self.random.next_u32())
+    }
+}
+
 /// What an object's [`HostContext`] is built from.
 pub(crate) struct ObjectServices {
     /// Its database.

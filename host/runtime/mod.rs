@@ -23,6 +23,7 @@ mod actor;
 mod background;
 mod builder;
 mod envelope;
+mod image;
 mod registry;
 mod scheduler;
 mod waits;
@@ -71,7 +72,7 @@ pub struct Runtime {
 
 struct Shared {
     engine: GuestEngine,
-    bundle: Bundle,
+    image: image::BundleImage,
     classes: Arc<ClassMap>,
     config: RuntimeConfig,
     registry: Registry,
@@ -125,8 +126,8 @@ impl Runtime {
         let workers = workers::Workers::new(config.limits.max_wasm_stack + HOST_STACK_MARGIN)
             .context("failed to start the dispatch threads")
             .map_err(StartError::Engine)?;
-        let exports = describe_bundle(&engine, &bundle, &config)?;
-        let classes = resolve_classes(bundle.filename(), &exports, manifest)?;
+        let image = image::bundle_image(&engine, &bundle, &config)?;
+        let classes = resolve_classes(bundle.filename(), &image.info.exports, manifest)?;
         for root in config.storage_roots() {
             std::fs::create_dir_all(root)
                 .with_context(|| format!("failed to create the storage root `{}`", root.display()))
@@ -142,7 +143,7 @@ impl Runtime {
         Ok(Self {
             shared: Arc::new(Shared {
                 engine,
-                bundle,
+                image,
                 classes: Arc::new(classes),
                 config,
                 registry: Registry::default(),
@@ -505,10 +506,7 @@ impl Runtime {
             shared.classes.clone(),
             shared.config.clock.clone(),
         );
-        let mut actor = Actor::instantiate(&shared.engine, host)?;
-        if let Err(message) = actor.load(&shared.bundle, context)? {
-            return Err(DispatchError::new(ErrorCode::ActorStartFailed, message));
-        }
+        let mut actor = Actor::instantiate(&shared.engine, &shared.image.pre, host)?;
         actor.construct(class, shared.classes.namespaces().collect(), context)?;
         shared.actor_starts.fetch_add(1, Ordering::Relaxed);
         shared.config.events.emit(&Event::ActorStarted {
@@ -525,30 +523,6 @@ impl Runtime {
             .config
             .events
             .emit(&Event::ActorStopped { id, reason });
-    }
-}
-
-/// Evaluates the bundle in a throwaway instance (no storage, no stubs) and
-/// returns what it exports.
-fn describe_bundle(
-    engine: &GuestEngine,
-    bundle: &Bundle,
-    config: &RuntimeConfig,
-) -> Result<Vec<crate::bundle::ExportInfo>, StartError> {
-    let host = HostContext::probe(config.limits.clone(), config.clock.clone());
-    let load_failed = |message: String| BundleError::Load {
-        file: bundle.filename().to_string(),
-        message,
-    };
-    let mut actor = Actor::instantiate(engine, host).map_err(|e| load_failed(e.message))?;
-    let context = CallContext {
-        deadline: config.limits.cpu_timeout.map(|t| Instant::now() + t),
-        ..CallContext::default()
-    };
-    match actor.load(bundle, &context) {
-        Ok(Ok(exports)) => Ok(exports),
-        Ok(Err(message)) => Err(load_failed(message).into()),
-        Err(e) => Err(load_failed(e.message).into()),
     }
 }
 

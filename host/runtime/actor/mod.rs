@@ -16,14 +16,14 @@ use std::time::Instant;
 use go_go_objects_abi::{ABI_VERSION, names, status};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use wasmtime::{Instance, Memory, Store, TypedFunc};
+use wasmtime::{Instance, InstancePre, Memory, Store, TypedFunc};
 
 pub(crate) use alarm::AlarmOutcome;
 
 use super::envelope::{DispatchKind, DispatchOutput, DispatchValue, FetchResponse};
 use crate::{
     bundle::{Bundle, ExportInfo},
-    engine::{EPOCH_TICK, GuestEngine, out_of_fuel, trap_to_error},
+    engine::{EPOCH_TICK, GuestEngine, Preinitializer, out_of_fuel, trap_to_error},
     error::{DispatchError, ErrorCode},
     hostcalls::{ActorState, CallContext, HostContext},
 };
@@ -48,7 +48,8 @@ const NO_DEADLINE: u64 = u64::MAX / 4;
 struct Exports {
     memory: Memory,
     alloc: TypedFunc<i32, i32>,
-    load: TypedFunc<(i32, i32), i32>,
+    init_input: TypedFunc<(i32, i32), ()>,
+    init: TypedFunc<(), ()>,
     construct: TypedFunc<(i32, i32), i32>,
     dispatch: TypedFunc<(i32, i32), i32>,
     output_ptr: TypedFunc<(), i32>,
@@ -58,6 +59,7 @@ struct Exports {
 /// A running guest instance and its object.
 pub(crate) struct Actor {
     store: Store<ActorState>,
+    instance: Instance,
     exports: Exports,
     poisoned: bool,
     /// The fuel the last entry point consumed.
@@ -90,7 +92,6 @@ struct LoadInput<'a> {
     filename: &'a str,
     source: &'a str,
     memory_limit: u64,
-    deterministic: bool,
 }
 
 #[derive(Serialize)]
@@ -99,20 +100,24 @@ struct ConstructInput<'a> {
     class_name: &'a str,
     id: &'a crate::id::ObjectId,
     namespaces: Vec<&'a str>,
+    /// The seed of this actor's `Math.random`.
+    random_seed: [u32; 4],
 }
 
 /// Which entry point to call.
 #[derive(Clone, Copy)]
 enum Entry {
-    Load,
+    /// Evaluate the bundle (before a pre-initialization snapshot).
+    Init,
     Construct,
     Dispatch,
 }
 
 impl Actor {
-    /// Instantiates the guest in a new store.
+    /// Instantiates a guest image (`pre`) in a new store of `engine`.
     pub(crate) fn instantiate(
         engine: &GuestEngine,
+        pre: &InstancePre<ActorState>,
         host: HostContext,
     ) -> Result<Self, DispatchError> {
         let start_failed = |what: &str, e: wasmtime::Error| {
@@ -127,18 +132,28 @@ impl Actor {
             .set_fuel(u64::MAX)
             .map_err(|e| start_failed("set fuel", e))?;
         store.set_epoch_deadline(NO_DEADLINE);
-        let instance = engine
-            .instance_pre()
+        let instance = pre
             .instantiate(&mut store)
             .map_err(|e| start_failed("instantiate the guest", e))?;
         let exports = Exports::resolve(&instance, &mut store)
             .map_err(|e| start_failed("link the guest", e))?;
         Ok(Self {
             store,
+            instance,
             exports,
             poisoned: false,
             last_fuel: 0,
         })
+    }
+
+    /// The module whose initial state is this instance's state now (after
+    /// [`initialize`](Self::initialize)).
+    ///
+    /// # Errors
+    ///
+    /// When the snapshot cannot be taken.
+    pub(crate) fn snapshot(mut self, preinit: &Preinitializer) -> wasmtime::Result<Vec<u8>> {
+        preinit.snapshot(&mut self.store, self.instance)
     }
 
     /// Whether the actor must be discarded.
@@ -146,9 +161,10 @@ impl Actor {
         self.poisoned
     }
 
-    /// Evaluates the bundle; returns its exports, or the bundle's own error
-    /// message (a syntax error, no `exports.objects`) as `Ok(Err(..))`.
-    pub(crate) fn load(
+    /// Evaluates the bundle, for a pre-initialization snapshot; returns its
+    /// exports, or the bundle's own error message (a syntax error, no
+    /// `exports.objects`) as `Ok(Err(..))`.
+    pub(crate) fn initialize(
         &mut self,
         bundle: &Bundle,
         context: &CallContext,
@@ -157,11 +173,10 @@ impl Actor {
         let input = LoadInput {
             filename: bundle.script_name(),
             source: bundle.source(),
-            memory_limit: (max_memory / 4 * 3).min(u64::from(u32::MAX)),
-            deterministic: self.store.data().host().seed.is_some(),
+            memory_limit: super::image::heap_limit(max_memory),
         };
         let input = serde_json::to_vec(&input).expect("load input encodes");
-        let (outcome, _) = self.call(Entry::Load, &input, context)?;
+        let (outcome, _) = self.call(Entry::Init, &input, context)?;
         if outcome.ok {
             Ok(Ok(outcome.exports.unwrap_or_default()))
         } else {
@@ -180,10 +195,12 @@ impl Actor {
         context: &CallContext,
     ) -> Result<(), DispatchError> {
         let id = self.store.data().host().id.clone();
+        let random_seed = self.store.data_mut().host_mut().random_words();
         let input = ConstructInput {
             class_name,
             id: &id,
             namespaces,
+            random_seed,
         };
         let input = serde_json::to_vec(&input).expect("construct input encodes");
         self.transactional(Entry::Construct, &input, context)
@@ -337,7 +354,7 @@ impl Actor {
     ) -> Result<(Outcome, u64), DispatchError> {
         let limits = self.store.data().host().limits.clone();
         let budget = match entry {
-            Entry::Load | Entry::Construct => limits.start_fuel.unwrap_or(limits.cpu_fuel),
+            Entry::Init | Entry::Construct => limits.start_fuel.unwrap_or(limits.cpu_fuel),
             Entry::Dispatch => limits.cpu_fuel,
         };
         // wasmtime checks fuel only at function entries and loop heads, so
@@ -413,12 +430,15 @@ impl Actor {
         self.exports
             .memory
             .write(&mut self.store, ptr as u32 as usize, input)?;
-        let func = match entry {
-            Entry::Load => &self.exports.load,
-            Entry::Construct => &self.exports.construct,
-            Entry::Dispatch => &self.exports.dispatch,
+        let status_word = match entry {
+            Entry::Init => {
+                self.exports.init_input.call(&mut self.store, (ptr, len))?;
+                self.exports.init.call(&mut self.store, ())?;
+                status::OK
+            }
+            Entry::Construct => self.exports.construct.call(&mut self.store, (ptr, len))?,
+            Entry::Dispatch => self.exports.dispatch.call(&mut self.store, (ptr, len))?,
         };
-        let status_word = func.call(&mut self.store, (ptr, len))?;
 
         let out_ptr = self.exports.output_ptr.call(&mut self.store, ())? as u32 as usize;
         let out_len = self.exports.output_len.call(&mut self.store, ())? as u32 as usize;
@@ -447,7 +467,8 @@ impl Exports {
                 .get_memory(&mut *store, names::EXPORT_MEMORY)
                 .ok_or_else(|| wasmtime::format_err!("the guest exports no memory"))?,
             alloc: instance.get_typed_func(&mut *store, names::EXPORT_ALLOC)?,
-            load: instance.get_typed_func(&mut *store, names::EXPORT_LOAD)?,
+            init_input: instance.get_typed_func(&mut *store, names::EXPORT_INIT_INPUT)?,
+            init: instance.get_typed_func(&mut *store, names::EXPORT_INIT)?,
             construct: instance.get_typed_func(&mut *store, names::EXPORT_CONSTRUCT)?,
             dispatch: instance.get_typed_func(&mut *store, names::EXPORT_DISPATCH)?,
             output_ptr: instance.get_typed_func(&mut *store, names::EXPORT_OUTPUT_PTR)?,
