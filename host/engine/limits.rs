@@ -3,10 +3,8 @@
 
 use wasmtime::{ResourceLimiter, Trap};
 
+use super::MAX_TABLE_ELEMENTS;
 use crate::error::{DispatchError, ErrorCode};
-
-/// The most table elements an actor may have; QuickJS needs a few thousand.
-const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 /// Caps an actor's linear memory and remembers whether it ever refused to
 /// grow, so an allocation failure is reported as running out of memory.

@@ -17,7 +17,8 @@ use std::{sync::Arc, thread, time::Duration};
 
 use go_go_objects_abi::names;
 use wasmtime::{
-    Cache, CacheConfig, Config, Engine, InstancePre, Linker, Module, bail, error::Context,
+    Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module,
+    PoolingAllocationConfig, bail, error::Context,
 };
 
 use crate::hostcalls::{self, ActorState};
@@ -36,6 +37,26 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// The native stack a thread needs besides the guest's own: wasmtime's
 /// entry, the host functions and SQLite beneath them.
 pub(crate) const HOST_STACK_MARGIN: usize = 4 * 1024 * 1024;
+
+/// How the engine is set up.
+#[derive(Debug, Clone)]
+pub(crate) struct EngineOptions {
+    /// The most native stack guest code may use.
+    pub(crate) max_wasm_stack: usize,
+    /// The linear-memory cap of one instance.
+    pub(crate) max_memory: u64,
+    /// Instances are taken from a pool of this many slots (reserved up
+    /// front, reused with their memory reset copy-on-write); `None`
+    /// allocates each instance on its own.
+    pub(crate) pool_slots: Option<u32>,
+}
+
+/// The most table elements an instance may have (QuickJS needs a few
+/// thousand).
+pub(crate) const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// Bytes of a pooled memory kept resident when its slot is reused.
+const LINEAR_MEMORY_KEEP_RESIDENT: usize = 64 * 1024;
 
 /// The wasmtime engine and the host functions linked for guests.
 #[derive(Clone)]
@@ -56,7 +77,8 @@ impl GuestEngine {
     ///
     /// When the engine cannot be configured, or this binary was built
     /// without its guest module.
-    pub(crate) fn new(max_wasm_stack: usize) -> wasmtime::Result<Self> {
+    pub(crate) fn new(options: &EngineOptions) -> wasmtime::Result<Self> {
+        let max_wasm_stack = options.max_wasm_stack;
         if GUEST_WASM.is_empty() {
             bail!("this binary was built without its guest module (a clippy or stub build)");
         }
@@ -66,6 +88,18 @@ impl GuestEngine {
             .epoch_interruption(true)
             .max_wasm_stack(max_wasm_stack)
             .async_stack_size(max_wasm_stack + HOST_STACK_MARGIN);
+        if let Some(slots) = options.pool_slots {
+            let mut pool = PoolingAllocationConfig::new();
+            pool.total_core_instances(slots)
+                .total_memories(slots)
+                .total_tables(slots)
+                .max_memory_size(usize::try_from(options.max_memory).unwrap_or(usize::MAX))
+                .table_elements(MAX_TABLE_ELEMENTS)
+                // Keep the image's first pages resident between uses of a
+                // slot, so a reused slot needs no page faults for them.
+                .linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT);
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
         match Cache::new(CacheConfig::new()) {
             Ok(cache) => {
                 config.cache(Some(cache));

@@ -50,7 +50,7 @@ use crate::{
     alarms::AlarmIndex,
     bundle::{Bundle, BundleError, ClassMap, Manifest, resolve_classes},
     config::RuntimeConfig,
-    engine::{GuestEngine, HOST_STACK_MARGIN},
+    engine::{EngineOptions, GuestEngine, HOST_STACK_MARGIN},
     error::{DispatchError, ErrorCode},
     events::{Event, StopReason},
     hostcalls::{CallContext, HostContext, ObjectServices, StubDispatcher},
@@ -121,8 +121,12 @@ impl Runtime {
                 config.limits.max_memory
             )));
         }
-        let engine = GuestEngine::new(config.limits.max_wasm_stack)
-            .map_err(|e| StartError::Engine(e.into()))?;
+        let engine = GuestEngine::new(&EngineOptions {
+            max_wasm_stack: config.limits.max_wasm_stack,
+            max_memory: config.limits.max_memory,
+            pool_slots: config.eviction.max_live_objects.map(pool_slots),
+        })
+        .map_err(|e| StartError::Engine(e.into()))?;
         let workers = workers::Workers::new(config.limits.max_wasm_stack + HOST_STACK_MARGIN)
             .context("failed to start the dispatch threads")
             .map_err(StartError::Engine)?;
@@ -524,6 +528,14 @@ impl Runtime {
             .events
             .emit(&Event::ActorStopped { id, reason });
     }
+}
+
+/// Instance slots for a live-object limit: the live actors, plus room for
+/// the busy ones the limit cannot evict, actors being started, and the
+/// image being made.
+fn pool_slots(max_live_objects: usize) -> u32 {
+    let spare = (max_live_objects / 4).max(64);
+    u32::try_from(max_live_objects + spare).unwrap_or(u32::MAX)
 }
 
 /// Routes stub calls back into the runtime without keeping it alive.
