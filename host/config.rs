@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use crate::{alarms::RetryPolicy, clock::SharedClock, events::Events};
+use crate::{alarms::RetryPolicy, clock::SharedClock, events::Events, storage::Durability};
 
 /// Default storage root.
 pub const DEFAULT_STORAGE: &str = "./var/durable-objects";
@@ -183,6 +183,8 @@ pub struct RuntimeConfig {
     /// Who hears of dispatches, actor starts and stops, and alarm runs
     /// (they are logged either way).
     pub events: Events,
+    /// When a commit counts as done, and so when a response may be sent.
+    pub durability: Durability,
 }
 
 impl RuntimeConfig {
@@ -215,6 +217,7 @@ impl Default for RuntimeConfig {
             clock: SharedClock::default(),
             namespace_storage: BTreeMap::new(),
             events: Events::default(),
+            durability: Durability::default(),
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Every [`Event`] is written to the log as a `tracing` event with target
 //! `go_go_objects::events`, a stable `event` field (`dispatch.end`,
-//! `actor.start`, `actor.stop`, `alarm.run`) and the object's `namespace`
+//! `actor.start`, `actor.stop`, `storage.commit`, `alarm.run`) and the
+//! object's `namespace`
 //! and `name`; and, when the runtime was given one, passed to an
 //! [`EventHook`]. Hooks run on the dispatching thread, inside the object's
 //! turn: they must be quick and must not dispatch to the runtime.
@@ -45,6 +46,13 @@ pub enum Event<'a> {
         id: &'a ObjectId,
         /// Why.
         reason: StopReason,
+    },
+    /// The writes of some dispatches were committed together.
+    Committed {
+        /// The object.
+        id: &'a ObjectId,
+        /// How many dispatches the commit acknowledged.
+        dispatches: usize,
     },
     /// An alarm handler ran.
     AlarmRan {
@@ -169,6 +177,14 @@ fn log(event: &Event<'_>) {
             name = id.name(),
             reason = ?reason,
             "actor stopped"
+        ),
+        Event::Committed { id, dispatches } => tracing::trace!(
+            target: TARGET,
+            event = "storage.commit",
+            namespace = id.namespace(),
+            name = id.name(),
+            dispatches,
+            "committed"
         ),
         Event::AlarmRan {
             id,

@@ -3,12 +3,13 @@
 use std::{path::PathBuf, time::Duration};
 
 use anyhow::bail;
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use super::parse::{parse_actor_memory, parse_byte_size, parse_duration, parse_wasm_stack};
 use crate::{
     bundle::{self, Bundle, Manifest},
     config::{self, Limits},
+    storage::Durability,
 };
 
 /// Which classes to serve.
@@ -94,6 +95,13 @@ pub struct LimitArgs {
     #[arg(long, value_name = "COUNT", default_value_t = config::DEFAULT_MAX_LOG_LINES)]
     pub max_log_lines: u32,
 
+    /// When a write counts as done, before its response is sent: `full`, on
+    /// disk (a power loss loses nothing acknowledged); `normal`, in the
+    /// write-ahead log (a crash of the server loses nothing acknowledged, a
+    /// power loss may lose the last writes).
+    #[arg(long, value_name = "MODE", default_value = "full")]
+    pub durability: DurabilityArg,
+
     /// Make every actor reproducible: `Date.now()` starts at
     /// 2026-01-01T00:00:00Z and advances 1 ms per 10 million fuel consumed;
     /// `Math.random()` and `crypto.getRandomValues()` are seeded from --seed
@@ -109,6 +117,24 @@ pub struct LimitArgs {
         requires = "deterministic"
     )]
     pub seed: u64,
+}
+
+/// `--durability`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum DurabilityArg {
+    /// On disk before the response.
+    Full,
+    /// In the write-ahead log before the response.
+    Normal,
+}
+
+impl From<DurabilityArg> for Durability {
+    fn from(arg: DurabilityArg) -> Self {
+        match arg {
+            DurabilityArg::Full => Self::Full,
+            DurabilityArg::Normal => Self::Normal,
+        }
+    }
 }
 
 impl LimitArgs {

@@ -273,6 +273,7 @@ impl RunArgs {
         }
         RuntimeConfig {
             storage_root: root.to_path_buf(),
+            durability: self.limits.durability.into(),
             limits,
             alarms: AlarmConfig {
                 interval: None,

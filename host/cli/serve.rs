@@ -104,6 +104,7 @@ impl ServeArgs {
         let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
         RuntimeConfig {
             storage_root: self.storage.clone(),
+            durability: self.limits.durability.into(),
             limits: self.limits.limits(),
             alarms: AlarmConfig {
                 interval: nonzero(self.alarm_interval),

@@ -184,6 +184,7 @@ fn host_functions_survive_arbitrary_arguments() {
     assert!(storage.used_bytes().unwrap() < 512 * 1024);
     storage.begin().unwrap();
     storage.put("after", "1").unwrap();
+    storage.end(true).unwrap();
     storage.commit().unwrap();
     assert_eq!(storage.get("after").unwrap().as_deref(), Some("1"));
 }

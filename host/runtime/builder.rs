@@ -83,6 +83,12 @@ impl RuntimeBuilder {
         self
     }
 
+    /// When a commit counts as done (and a response may be sent).
+    pub fn durability(mut self, durability: crate::storage::Durability) -> Self {
+        self.config.durability = durability;
+        self
+    }
+
     /// Passes every [`crate::events::Event`] to `hook`.
     pub fn on_event(mut self, hook: impl EventHook) -> Self {
         self.config.events = Events::to(hook);

@@ -21,6 +21,7 @@
 
 mod actor;
 mod background;
+mod batch;
 mod builder;
 mod envelope;
 mod image;
@@ -273,12 +274,13 @@ impl Runtime {
         let (guard, context) = self.acquire(&id, parent).await?;
         let runtime = self.clone();
         let workers = self.shared.workers.handle();
-        workers
+        let (result, ticket) = workers
             .spawn_blocking(move || runtime.run_locked(guard, &id, &class, &kind, &context))
             .await
             .map_err(|e| {
                 DispatchError::new(ErrorCode::ExecutionError, format!("dispatch panicked: {e}"))
-            })?
+            })??;
+        batch::settle(result, ticket.await)
     }
 
     /// Dispatches a stub call from the object at the end of `parent`'s chain,
@@ -301,7 +303,8 @@ impl Runtime {
             let DispatchRequest { id, kind } = request;
             let class = runtime.check_call(&id, &parent)?.to_string();
             let (guard, context) = handle.block_on(runtime.acquire(&id, parent))?;
-            runtime.run_locked(guard, &id, &class, &kind, &context)
+            let (result, ticket) = runtime.run_locked(guard, &id, &class, &kind, &context)?;
+            batch::settle(result, handle.block_on(ticket))
         };
         let panicked = || DispatchError::new(ErrorCode::ExecutionError, "a stub call panicked");
         std::thread::Builder::new()
@@ -422,6 +425,8 @@ impl Runtime {
     }
 
     /// Runs on a blocking thread with the object's slot held.
+    /// Returns the dispatch's result and the ticket of the commit that holds
+    /// its writes; the result may be released once the ticket says so.
     fn run_locked(
         &self,
         mut guard: SlotGuard,
@@ -429,10 +434,11 @@ impl Runtime {
         class: &str,
         kind: &DispatchKind,
         context: &CallContext,
-    ) -> Result<DispatchOutput, DispatchError> {
+    ) -> Result<(Result<DispatchOutput, DispatchError>, batch::Ticket), DispatchError> {
         let started = Instant::now();
         let actor = self.live_actor(&mut guard, id, class, context)?;
         let result = actor.dispatch(kind, context);
+        let ticket = self.join_batch(&mut guard, id);
         self.release(guard, id);
         let (kind, method) = match kind {
             DispatchKind::Rpc { method, .. } => ("rpc", Some(method.as_str())),
@@ -449,7 +455,52 @@ impl Runtime {
             },
             error: result.as_ref().err(),
         });
-        result
+        Ok((result, ticket))
+    }
+
+    /// Adds the dispatch that just ended to the slot's batch, and commits
+    /// the batch unless other dispatches wait to join it (see `batch.rs`).
+    fn join_batch(&self, guard: &mut SlotGuard, id: &ObjectId) -> batch::Ticket {
+        let waiting = guard.others_waiting();
+        let state = guard.state();
+        let ticket = state.batch.join();
+        let poisoned = state.actor.as_ref().is_none_or(Actor::is_poisoned);
+        if waiting == 0 || poisoned || state.batch.is_due() {
+            let dispatches = state.commit_batch();
+            self.committed(id, dispatches);
+        } else if state.batch.just_opened() {
+            self.flush_later(id.clone());
+        }
+        ticket
+    }
+
+    /// Reports a commit of `dispatches` dispatches.
+    fn committed(&self, id: &ObjectId, dispatches: usize) {
+        if dispatches > 0 {
+            self.shared
+                .config
+                .events
+                .emit(&Event::Committed { id, dispatches });
+        }
+    }
+
+    /// Commits the batch of `id` a little later if nothing else did: the
+    /// dispatches that kept it open may have been cancelled.
+    fn flush_later(&self, id: ObjectId) {
+        let runtime = self.clone();
+        self.shared.workers.handle().spawn(async move {
+            tokio::time::sleep(batch::MAX_BATCH_AGE).await;
+            let Some(mut guard) = runtime.shared.registry.lock_to_flush(&id).await else {
+                return;
+            };
+            let workers = runtime.shared.workers.handle().clone();
+            let _ = workers
+                .spawn_blocking(move || {
+                    let dispatches = guard.state().commit_batch();
+                    runtime.committed(&id, dispatches);
+                })
+                .await;
+        });
     }
 
     /// The slot's actor, started first if the slot has none.
@@ -496,7 +547,8 @@ impl Runtime {
     ) -> Result<Actor, DispatchError> {
         let started = Instant::now();
         let shared = &self.shared;
-        let storage = ObjectStorage::open(shared.config.storage_root_for(id.namespace()), id)
+        let root = shared.config.storage_root_for(id.namespace());
+        let storage = ObjectStorage::open_with(root, id, shared.config.durability)
             .map_err(|e| DispatchError::new(ErrorCode::StorageError, e.to_string()))?;
         let services = ObjectServices {
             storage,

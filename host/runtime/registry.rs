@@ -17,14 +17,14 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Instant,
 };
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
-use super::{actor::Actor, waits::WaitGraph};
+use super::{actor::Actor, batch::Batch, waits::WaitGraph};
 use crate::id::ObjectId;
 
 /// What a slot's lock protects.
@@ -32,8 +32,21 @@ use crate::id::ObjectId;
 pub(super) struct SlotState {
     /// The live actor, if one is running.
     pub(super) actor: Option<Actor>,
+    /// Dispatches whose writes wait for the actor's next commit.
+    pub(super) batch: Batch,
     /// Set when the slot left the map; its holder must look again.
     retired: bool,
+}
+
+impl SlotState {
+    /// Commits the batch, if one is waiting; returns how many dispatches it
+    /// acknowledged.
+    pub(super) fn commit_batch(&mut self) -> usize {
+        match self.actor.as_mut() {
+            Some(actor) => self.batch.commit(actor),
+            None => 0,
+        }
+    }
 }
 
 /// One object's place in the registry.
@@ -41,6 +54,9 @@ pub(super) struct SlotState {
 struct Slot {
     state: Arc<AsyncMutex<SlotState>>,
     last_used_ms: AtomicU64,
+    /// Dispatches waiting for the lock (the flusher of a batch does not
+    /// count).
+    waiting: AtomicUsize,
 }
 
 /// A held slot: the object's dispatches wait until it is dropped.
@@ -77,6 +93,11 @@ impl SlotGuard {
     pub(super) fn touch(&self, now_ms: u64) {
         self.slot.last_used_ms.store(now_ms, Ordering::Relaxed);
     }
+
+    /// How many dispatches wait for this slot.
+    pub(super) fn others_waiting(&self) -> usize {
+        self.slot.waiting.load(Ordering::SeqCst)
+    }
 }
 
 /// Every object with a slot.
@@ -107,12 +128,14 @@ impl Registry {
         loop {
             let slot = self.slot(id);
             let locking = slot.state.clone().lock_owned();
+            let queued = Queued::on(slot.clone());
             let state = match deadline {
                 Some(deadline) => tokio::time::timeout_at(deadline.into(), locking)
                     .await
                     .map_err(|_| LockError::Timeout)?,
                 None => locking.await,
             };
+            drop(queued);
             if !state.retired {
                 self.waits.acquired(chain, id);
                 return Ok(SlotGuard {
@@ -123,6 +146,23 @@ impl Registry {
                 });
             }
         }
+    }
+
+    /// Takes the slot of `id` to commit its batch, without counting as a
+    /// waiting dispatch; `None` when the slot is gone (whoever retired it
+    /// committed).
+    pub(super) async fn lock_to_flush(&self, id: &ObjectId) -> Option<SlotGuard> {
+        let slot = self.map().get(id).cloned()?;
+        let state = slot.state.clone().lock_owned().await;
+        if state.retired {
+            return None;
+        }
+        Some(SlotGuard {
+            state,
+            slot,
+            id: id.clone(),
+            waits: self.waits.clone(),
+        })
     }
 
     fn slot(&self, id: &ObjectId) -> Arc<Slot> {
@@ -201,6 +241,7 @@ impl Registry {
             let locking = slot.state.clone().lock_owned();
             match tokio::time::timeout_at(deadline.into(), locking).await {
                 Ok(mut state) => {
+                    state.commit_batch();
                     state.retired = true;
                     state.actor = None;
                 }
@@ -212,6 +253,24 @@ impl Registry {
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectId, Arc<Slot>>> {
         self.slots.lock().expect("actor registry lock")
+    }
+}
+
+/// Counts a dispatch as waiting for a slot while it exists.
+struct Queued {
+    slot: Arc<Slot>,
+}
+
+impl Queued {
+    fn on(slot: Arc<Slot>) -> Self {
+        slot.waiting.fetch_add(1, Ordering::SeqCst);
+        Self { slot }
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.slot.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -232,6 +291,7 @@ impl Drop for Waiting<'_> {
 /// released, since dropping closes the database).
 fn retire(slot: &Slot) -> Option<Option<Actor>> {
     let mut state = slot.state.try_lock().ok()?;
+    state.commit_batch();
     state.retired = true;
     Some(state.actor.take())
 }

@@ -89,6 +89,9 @@ impl Runtime {
         class: &str,
         context: &CallContext,
     ) -> Delivery {
+        // The alarm commits on its own: commit what waits before it.
+        let dispatches = guard.state().commit_batch();
+        self.committed(id, dispatches);
         let now_ms = self.shared.config.clock.now_ms();
         if guard.state().actor.is_none() {
             match self.peek_alarm(id, now_ms) {
@@ -154,20 +157,25 @@ impl Runtime {
         let storage_error = |e: storage::StorageError| {
             DispatchError::new(crate::ErrorCode::StorageError, e.to_string())
         };
-        let mut storage =
-            ObjectStorage::open(self.shared.config.storage_root_for(id.namespace()), id)
-                .map_err(storage_error)?;
+        let mut storage = ObjectStorage::open_with(
+            self.shared.config.storage_root_for(id.namespace()),
+            id,
+            self.shared.config.durability,
+        )
+        .map_err(storage_error)?;
         storage.begin().map_err(storage_error)?;
         let Some(due) = storage
             .alarm()
             .map_err(storage_error)?
             .filter(|a| a.due_ms <= now_ms)
         else {
+            storage.end(true).map_err(storage_error)?;
             storage.commit().map_err(storage_error)?;
             return Ok(AlarmOutcome::NotDue);
         };
         let policy = self.shared.config.alarms.retry;
         let next = alarms::schedule_retry(&storage, due, now_ms, &policy).map_err(storage_error)?;
+        storage.end(true).map_err(storage_error)?;
         storage.commit().map_err(storage_error)?;
         if let Err(e) = self.shared.alarms.set(id, next) {
             warn(id, &format!("failed to update the alarm index: {e}"));

@@ -65,6 +65,19 @@ impl ObjectStorage {
     /// [`StorageError`] naming the file when it cannot be created, opened or
     /// migrated, or was written by a newer schema.
     pub fn open(root: &Path, id: &ObjectId) -> Result<Self, StorageError> {
+        Self::open_with(root, id, Durability::Full)
+    }
+
+    /// [`open`](Self::open) with the given durability of commits.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub fn open_with(
+        root: &Path,
+        id: &ObjectId,
+        durability: Durability,
+    ) -> Result<Self, StorageError> {
         let path = database_path(root, id);
         let dir = path.parent().expect("database path has a parent");
         std::fs::create_dir_all(dir)
@@ -74,7 +87,7 @@ impl ObjectStorage {
         let mut conn = Connection::open(&path).map_err(open)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open)?;
-        conn.pragma_update(None, "synchronous", "FULL")
+        conn.pragma_update(None, "synchronous", durability.synchronous())
             .map_err(open)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(open)?;
@@ -114,18 +127,45 @@ impl ObjectStorage {
         Ok(())
     }
 
-    /// Starts the transaction of one dispatch.
+    /// Starts one dispatch: opens the batch's transaction if none is open,
+    /// and a savepoint of the dispatch's own inside it.
     ///
     /// # Errors
     ///
     /// [`StorageError`] when SQLite refuses.
     pub fn begin(&mut self) -> Result<(), StorageError> {
         self.savepoints = 0;
-        self.conn
-            .execute_batch("BEGIN")
-            .map_err(|e| StorageError::context("begin a transaction", e))?;
-        self.in_transaction = true;
-        Ok(())
+        let fail = |e| StorageError::context("begin a transaction", e);
+        if !self.in_transaction {
+            self.conn.execute_batch("BEGIN").map_err(fail)?;
+            self.in_transaction = true;
+        }
+        self.conn.execute_batch("SAVEPOINT dispatch").map_err(fail)
+    }
+
+    /// Ends one dispatch: keeps its writes in the open transaction (`keep`)
+    /// or drops them, and only them.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when SQLite refuses; the whole transaction is then
+    /// rolled back.
+    pub fn end(&mut self, keep: bool) -> Result<(), StorageError> {
+        self.savepoints = 0;
+        let sql = if keep {
+            "RELEASE dispatch"
+        } else {
+            "ROLLBACK TO dispatch; RELEASE dispatch"
+        };
+        self.conn.execute_batch(sql).map_err(|e| {
+            self.rollback();
+            StorageError::context("end a dispatch", e)
+        })
+    }
+
+    /// Whether writes wait in an open transaction for [`commit`](Self::commit).
+    pub fn has_uncommitted(&self) -> bool {
+        self.in_transaction
     }
 
     /// The bytes the object's data takes: the database's pages in use.
@@ -144,7 +184,9 @@ impl ObjectStorage {
         Ok(pages * pragma("page_size")?)
     }
 
-    /// Commits the dispatch's writes; they are on disk when this returns.
+    /// Commits the open transaction: the writes of every dispatch that ended
+    /// since the last commit. With `Durability::Full` they are on disk when
+    /// this returns.
     ///
     /// # Errors
     ///
@@ -168,7 +210,7 @@ impl ObjectStorage {
         })
     }
 
-    /// Drops every write of the current dispatch.
+    /// Drops every write of the open transaction.
     pub fn rollback(&mut self) {
         self.savepoints = 0;
         self.in_transaction = false;
@@ -347,6 +389,28 @@ pub struct ListQuery {
     pub reverse: bool,
     /// At most this many.
     pub limit: Option<u64>,
+}
+
+/// When a commit counts as done.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// On disk: the commit waits for the write-ahead log to be synced
+    /// (`synchronous = FULL`). A power loss loses nothing acknowledged.
+    #[default]
+    Full,
+    /// In the write-ahead log: the commit does not wait for the sync
+    /// (`synchronous = NORMAL`). A crash of the process loses nothing
+    /// acknowledged; a power loss may lose the last commits.
+    Normal,
+}
+
+impl Durability {
+    fn synchronous(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+        }
+    }
 }
 
 /// The one alarm of an object, as its database holds it.
@@ -583,6 +647,7 @@ mod tests {
         s.savepoint().unwrap();
         s.put("dropped", "2").unwrap();
         s.rollback_savepoint().unwrap();
+        s.end(true).unwrap();
         s.commit().unwrap();
         assert_eq!(s.get("kept").unwrap().as_deref(), Some("1"));
         assert_eq!(s.get("dropped").unwrap(), None);
@@ -592,6 +657,19 @@ mod tests {
         s.rollback();
         assert_eq!(s.get("kept").unwrap().as_deref(), Some("1"));
         assert!(s.release_savepoint().is_err(), "no savepoint is open");
+
+        // Two dispatches in one batch: the second's rollback keeps the first.
+        s.begin().unwrap();
+        s.put("first", "1").unwrap();
+        s.end(true).unwrap();
+        s.begin().unwrap();
+        s.put("second", "2").unwrap();
+        s.end(false).unwrap();
+        assert!(s.has_uncommitted());
+        s.commit().unwrap();
+        assert!(!s.has_uncommitted());
+        assert_eq!(s.get("first").unwrap().as_deref(), Some("1"));
+        assert_eq!(s.get("second").unwrap(), None);
     }
 
     #[test]

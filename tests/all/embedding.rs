@@ -92,6 +92,7 @@ async fn hooks_see_dispatches_starts_and_stops() {
                 Event::ActorStarted { id, class, .. } => format!("start {id} {class}"),
                 Event::ActorStopped { id, reason } => format!("stop {id} {reason:?}"),
                 Event::AlarmRan { id, outcome, .. } => format!("alarm {id} {outcome:?}"),
+                Event::Committed { .. } => return,
                 _ => "other".to_string(),
             };
             sink.lock().unwrap().push(line);

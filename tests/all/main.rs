@@ -11,6 +11,7 @@
 mod alarms;
 mod bundles;
 mod cases;
+mod commits;
 mod crash;
 mod dispatch;
 mod embedding;

@@ -75,6 +75,7 @@ impl Actor {
             // Not due after all: commit nothing, but correct the index.
             self.store.data_mut().host_mut().alarm_changed = true;
             self.finish(true)?;
+            self.commit()?;
             return Ok(AlarmOutcome::NotDue);
         };
 
@@ -106,6 +107,7 @@ impl Actor {
             self.store.data_mut().host_mut().alarm_changed = true;
             self.finish(true)?;
         }
+        self.commit()?;
         Ok(AlarmOutcome::Ran {
             retry_count: due.retry_count,
             result: next,

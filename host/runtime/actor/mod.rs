@@ -64,6 +64,8 @@ pub(crate) struct Actor {
     poisoned: bool,
     /// The fuel the last entry point consumed.
     last_fuel: u64,
+    /// Whether kept, uncommitted writes changed the alarm.
+    alarm_dirty: bool,
 }
 
 /// The outcome JSON every entry point produces.
@@ -143,6 +145,7 @@ impl Actor {
             exports,
             poisoned: false,
             last_fuel: 0,
+            alarm_dirty: false,
         })
     }
 
@@ -187,7 +190,7 @@ impl Actor {
         }
     }
 
-    /// Runs `new Class(state, env)`, inside a storage transaction.
+    /// Runs `new Class(state, env)` and commits what it wrote.
     pub(crate) fn construct(
         &mut self,
         class_name: &str,
@@ -203,8 +206,8 @@ impl Actor {
             random_seed,
         };
         let input = serde_json::to_vec(&input).expect("construct input encodes");
-        self.transactional(Entry::Construct, &input, context)
-            .map(|_| ())
+        self.transactional(Entry::Construct, &input, context)?;
+        self.commit()
     }
 
     /// Delivers one dispatch, inside a storage transaction.
@@ -241,9 +244,11 @@ impl Actor {
         })
     }
 
-    /// Runs an entry point inside a storage transaction: committed on
-    /// success and on a JavaScript error, rolled back (and the actor
-    /// poisoned) on anything worse.
+    /// Runs an entry point inside a savepoint of the storage transaction:
+    /// its writes are kept on success and on a JavaScript error, and
+    /// dropped (and the actor poisoned) on anything worse. They are
+    /// committed by [`commit`](Self::commit), possibly together with those
+    /// of later dispatches.
     fn transactional(
         &mut self,
         entry: Entry,
@@ -290,27 +295,48 @@ impl Actor {
         }
     }
 
-    /// Opens the transaction of one entry point.
+    /// Opens the savepoint of one entry point.
     fn begin(&mut self) -> Result<(), DispatchError> {
         self.store.data_mut().host_mut().alarm_changed = false;
         self.with_storage(|s| s.begin())
     }
 
-    /// Commits (`keep`) or rolls back the open transaction; after a commit
-    /// that changed the alarm, tells the alarm index.
+    /// Keeps (`keep`) or drops the writes of the entry point that
+    /// [`begin`](Self::begin) opened.
     fn finish(&mut self, keep: bool) -> Result<(), DispatchError> {
         let changed = std::mem::take(&mut self.store.data_mut().host_mut().alarm_changed);
-        if !keep {
-            if let Some(storage) = self.store.data_mut().host_mut().storage.as_mut() {
-                storage.rollback();
-            }
-            return Ok(());
-        }
-        if let Err(e) = self.with_storage(|s| s.commit()) {
+        if let Err(e) = self.with_storage(|s| s.end(keep)) {
             self.poisoned = true;
             return Err(e);
         }
-        if changed {
+        self.alarm_dirty |= keep && changed;
+        Ok(())
+    }
+
+    /// Whether kept writes wait for [`commit`](Self::commit).
+    pub(crate) fn has_uncommitted(&self) -> bool {
+        self.store
+            .data()
+            .host()
+            .storage
+            .as_ref()
+            .is_some_and(|s| s.has_uncommitted())
+    }
+
+    /// Commits the writes every entry point kept since the last commit;
+    /// after a commit that changed the alarm, tells the alarm index.
+    ///
+    /// # Errors
+    ///
+    /// A storage error when the commit fails; the writes are then lost and
+    /// the actor is poisoned.
+    pub(crate) fn commit(&mut self) -> Result<(), DispatchError> {
+        if let Err(e) = self.with_storage(|s| s.commit()) {
+            self.poisoned = true;
+            self.alarm_dirty = false;
+            return Err(e);
+        }
+        if std::mem::take(&mut self.alarm_dirty) {
             self.report_alarm();
         }
         Ok(())
