@@ -73,6 +73,10 @@ pub struct Limits {
     pub cpu_timeout: Option<Duration>,
     /// Fuel budget of one dispatch.
     pub cpu_fuel: u64,
+    /// Whether wasmtime meters fuel at all. Without it there is no fuel
+    /// limit and no fuel figure (responses report 0): only for measuring
+    /// what metering costs.
+    pub fuel_metering: bool,
     /// Fuel budget of each step of an actor start (evaluating the bundle,
     /// running the constructor); `None` is the same as `cpu_fuel`.
     pub start_fuel: Option<u64>,
@@ -108,6 +112,7 @@ impl Default for Limits {
             cpu_timeout: Some(DEFAULT_CPU_TIMEOUT),
             cpu_fuel: DEFAULT_CPU_FUEL,
             start_fuel: None,
+            fuel_metering: true,
             max_memory: DEFAULT_MAX_MEMORY,
             max_wasm_stack: DEFAULT_MAX_WASM_STACK,
             max_key_bytes: DEFAULT_MAX_KEY_BYTES,

@@ -85,6 +85,14 @@ pub fn load(input: &[u8]) -> Result<String, String> {
         Ok((Persistent::save(&ctx, entry), description))
     })?;
 
+    // Collect what loading left behind, so that an actor started from a
+    // snapshot of this state does not begin with a collection that touches
+    // (and copies) every page of the heap, and give each actor the full
+    // threshold of growth before its first collection.
+    let quickjs = runtime.context().runtime();
+    quickjs.run_gc();
+    let in_use = usize::try_from(quickjs.memory_usage().malloc_size).unwrap_or(0);
+    quickjs.set_gc_threshold(in_use + GC_THRESHOLD);
     ENGINE.with(|e| *e.borrow_mut() = Some(Engine { runtime, entry }));
     Ok(description)
 }

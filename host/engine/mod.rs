@@ -45,6 +45,8 @@ pub(crate) struct EngineOptions {
     pub(crate) max_wasm_stack: usize,
     /// The linear-memory cap of one instance.
     pub(crate) max_memory: u64,
+    /// Whether fuel is metered.
+    pub(crate) fuel_metering: bool,
     /// Instances are taken from a pool of this many slots (reserved up
     /// front, reused with their memory reset copy-on-write); `None`
     /// allocates each instance on its own.
@@ -84,7 +86,7 @@ impl GuestEngine {
         }
         let mut config = Config::new();
         config
-            .consume_fuel(true)
+            .consume_fuel(options.fuel_metering)
             .epoch_interruption(true)
             .max_wasm_stack(max_wasm_stack)
             .async_stack_size(max_wasm_stack + HOST_STACK_MARGIN);

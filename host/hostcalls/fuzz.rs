@@ -134,6 +134,15 @@ fn host_functions_survive_arbitrary_arguments() {
         instance.get_typed_func(&mut store, "response").unwrap();
     let log: TypedFunc<(i32, i32, i32), ()> = instance.get_typed_func(&mut store, "log").unwrap();
 
+    // The calls run inside one dispatch's transaction, as a guest's do.
+    store
+        .data_mut()
+        .host
+        .storage
+        .as_mut()
+        .unwrap()
+        .begin()
+        .unwrap();
     let mut rng = StdRng::seed_from_u64(0x5eed);
     let (mut answered, mut trapped) = (0, 0);
     for _ in 0..3_000 {

@@ -125,6 +125,7 @@ impl Runtime {
         let engine = GuestEngine::new(&EngineOptions {
             max_wasm_stack: config.limits.max_wasm_stack,
             max_memory: config.limits.max_memory,
+            fuel_metering: config.limits.fuel_metering,
             pool_slots: config.eviction.max_live_objects.map(pool_slots),
         })
         .map_err(|e| StartError::Engine(e.into()))?;

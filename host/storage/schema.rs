@@ -1,6 +1,6 @@
 //! The per-object database schema and its version.
 
-use rusqlite::Connection;
+use rusqlite::{Connection, Transaction};
 
 /// The schema version this build writes, stored in `PRAGMA user_version`.
 pub const SCHEMA_VERSION: i64 = 2;
@@ -28,9 +28,17 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE alarms ADD COLUMN retry_count INTEGER NOT NULL DEFAULT 0;",
 ];
 
-/// Creates or upgrades the schema; a database from a newer build is refused.
-pub(super) fn migrate(conn: &mut Connection) -> Result<(), String> {
-    let version: i64 = conn
+/// Creates or upgrades the schema and runs `then`, all in one transaction
+/// (a new database is set up in one write); a database from a newer build
+/// is refused.
+pub(super) fn migrate(
+    conn: &mut Connection,
+    then: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<()>,
+) -> Result<(), String> {
+    let tx = conn
+        .transaction()
+        .map_err(|e| format!("failed to start a migration: {e}"))?;
+    let version: i64 = tx
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .map_err(|e| format!("failed to read the schema version: {e}"))?;
     if version > SCHEMA_VERSION {
@@ -39,13 +47,14 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), String> {
         ));
     }
     for (from, statements) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
-        let tx = conn
-            .transaction()
-            .map_err(|e| format!("failed to start a migration: {e}"))?;
         tx.execute_batch(statements)
-            .and_then(|()| tx.pragma_update(None, "user_version", from as i64 + 1))
-            .and_then(|()| tx.commit())
             .map_err(|e| format!("failed to migrate the schema from version {from}: {e}"))?;
     }
-    Ok(())
+    if version < SCHEMA_VERSION {
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(|e| format!("failed to record the schema version: {e}"))?;
+    }
+    then(&tx).map_err(|e| format!("failed to record the object's identity: {e}"))?;
+    tx.commit()
+        .map_err(|e| format!("failed to commit the schema: {e}"))
 }

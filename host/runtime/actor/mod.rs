@@ -128,11 +128,14 @@ impl Actor {
                 format!("failed to {what}: {e:#}"),
             )
         };
+        let metering = host.limits.fuel_metering;
         let mut store = Store::new(engine.engine(), ActorState::new(host));
         store.limiter(|state| state.limiter_mut());
-        store
-            .set_fuel(u64::MAX)
-            .map_err(|e| start_failed("set fuel", e))?;
+        if metering {
+            store
+                .set_fuel(u64::MAX)
+                .map_err(|e| start_failed("set fuel", e))?;
+        }
         store.set_epoch_deadline(NO_DEADLINE);
         let instance = pre
             .instantiate(&mut store)
@@ -390,7 +393,9 @@ impl Actor {
         // succeeds used at most its budget.
         let metered = budget.saturating_add(FUEL_MARGIN);
         self.store.data_mut().host_mut().call = context.clone();
-        self.store.set_fuel(metered).map_err(internal)?;
+        if limits.fuel_metering {
+            self.store.set_fuel(metered).map_err(internal)?;
+        }
         self.store.data_mut().enter(metered);
         self.store
             .set_epoch_deadline(epoch_ticks_until(context.deadline));
@@ -400,12 +405,18 @@ impl Actor {
         );
 
         let result = self.call_raw(entry, input);
-        let used = metered - self.store.get_fuel().unwrap_or(0);
+        let used = if limits.fuel_metering {
+            metered - self.store.get_fuel().unwrap_or(0)
+        } else {
+            0
+        };
         let fuel_consumed = used.min(budget);
         self.last_fuel = fuel_consumed;
         self.store.data_mut().leave(used);
         let refused = self.store.data_mut().limiter_mut().take_refused();
-        self.store.set_fuel(u64::MAX).map_err(internal)?;
+        if limits.fuel_metering {
+            self.store.set_fuel(u64::MAX).map_err(internal)?;
+        }
         self.store.set_epoch_deadline(NO_DEADLINE);
 
         if refused {

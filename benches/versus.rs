@@ -1,0 +1,513 @@
+//! go-go-objects beside workerd, Cloudflare's open-source runtime, on the
+//! same workload, measured in one run on this machine.
+//!
+//! Run with `scripts/bench-workerd.sh`, which installs the pinned workerd
+//! (npm package `workerd`) and passes its binary in `WORKERD`. Without
+//! `WORKERD` only our side is measured. Both servers serve the same Counter
+//! (an increment that reads and writes storage, and a recursive `fib`);
+//! workerd's is an SQLite-backed Durable Object on local disk, which syncs
+//! each write before it answers, as `--durability full` does here. The load
+//! client runs on the same cores as the server under test. Every phase is
+//! bounded in time or count; the whole run takes a few minutes. It prints a
+//! table and asserts nothing.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use go_go_objects::{ObjectId, bundle::Bundle, events::Event, runtime::Runtime};
+use serde_json::json;
+
+/// How long each throughput phase runs.
+const PHASE: Duration = Duration::from_secs(5);
+/// Distinct objects in the cold-start phase.
+const OBJECTS: usize = 10_000;
+
+const OURS: &str = r#"
+class Counter {
+  constructor(state) { this.state = state; }
+  increment(by) {
+    const next = (this.state.storage.get('count') || 0) + (by || 1);
+    this.state.storage.put('count', next);
+    return next;
+  }
+  fib(n) { return n < 2 ? n : this.fib(n - 1) + this.fib(n - 2); }
+}
+exports.objects = { Counter };
+"#;
+
+const WORKER: &str = r#"
+import { DurableObject } from "cloudflare:workers";
+export class Counter extends DurableObject {
+  async increment(by) {
+    const next = ((await this.ctx.storage.get("count")) ?? 0) + (by || 1);
+    await this.ctx.storage.put("count", next);
+    return next;
+  }
+  fib(n) { return n < 2 ? n : this.fib(n - 1) + this.fib(n - 2); }
+}
+export default {
+  async fetch(request, env) {
+    const [, , , name, method] = new URL(request.url).pathname.split("/");
+    const text = await request.text();
+    const args = text ? JSON.parse(text) : [];
+    const stub = env.COUNTER.getByName(name);
+    return Response.json({ ok: true, result: await stub[method](...args) });
+  },
+};
+"#;
+
+const FIB: &str = "function fib(n) { return n < 2 ? n : fib(n - 1) + fib(n - 2); }";
+
+/// A server under test.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+fn start_ours(dir: &Path) -> (Server, Duration) {
+    let bundle = dir.join("ours.js");
+    std::fs::write(&bundle, OURS).unwrap();
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_go-go-objects"))
+        .args(["--addr", "127.0.0.1:0", "--bundle"])
+        .arg(&bundle)
+        .arg("--storage")
+        .arg(dir.join("ours-storage"))
+        .args(["--max-live-objects", "20000", "--idle-timeout", "0"])
+        .args(["--cpu-timeout", "30s", "--log-level", "warn"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("our binary starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("a listening line").unwrap();
+        if let Some(url) = line.strip_prefix("go-go-objects listening on ") {
+            break url.to_string();
+        }
+    };
+    let took = started.elapsed();
+    std::thread::spawn(move || lines.for_each(drop));
+    (Server { child, base }, took)
+}
+
+fn start_workerd(binary: &str, dir: &Path, port: u16) -> Server {
+    let storage = dir.join("workerd-storage");
+    std::fs::create_dir_all(&storage).unwrap();
+    std::fs::write(dir.join("worker.js"), WORKER).unwrap();
+    let config = format!(
+        r#"using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [
+    (name = "main", worker = .worker),
+    (name = "disk", disk = (path = "{}", writable = true)),
+  ],
+  sockets = [ (name = "http", address = "127.0.0.1:{port}", http = (), service = "main") ],
+);
+const worker :Workerd.Worker = (
+  modules = [ (name = "worker.js", esModule = embed "worker.js") ],
+  compatibilityDate = "2025-11-01",
+  durableObjectNamespaces = [ (className = "Counter", uniqueKey = "bench-counter", enableSql = true) ],
+  durableObjectStorage = (localDisk = "disk"),
+  bindings = [ (name = "COUNTER", durableObjectNamespace = "Counter") ],
+);
+"#,
+        storage.display()
+    );
+    std::fs::write(dir.join("config.capnp"), config).unwrap();
+    let child = Command::new(binary)
+        .arg("serve")
+        .arg(dir.join("config.capnp"))
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("workerd starts");
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Server { child, base }
+}
+
+/// Latencies and throughput of one phase.
+struct Figures {
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+}
+
+fn figures(mut latencies: Vec<Duration>, elapsed: Duration) -> Figures {
+    latencies.sort_unstable();
+    let at = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
+    Figures {
+        per_second: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50: at(50),
+        p99: at(99),
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .http1_only()
+        .build()
+        .unwrap()
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: &'static str) -> Duration {
+    let started = Instant::now();
+    let response = client
+        .post(url)
+        .body(body)
+        .send()
+        .await
+        .expect("a response");
+    assert!(
+        response.status().is_success(),
+        "{url}: {}",
+        response.status()
+    );
+    let _ = response.bytes().await;
+    started.elapsed()
+}
+
+/// `connections` clients calling `path` for [`PHASE`].
+async fn hammer(base: &str, path: &str, body: &'static str, connections: usize) -> Figures {
+    let url = format!("{base}{path}");
+    let _ = post(&client(), &url, body).await;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let client = client();
+                let mut latencies = Vec::new();
+                while started.elapsed() < PHASE {
+                    latencies.push(post(&client, &url, body).await);
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    figures(latencies, started.elapsed())
+}
+
+/// One increment on each of [`OBJECTS`] new objects over 32 connections.
+async fn cold_objects(base: &str) -> Figures {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let (next, base) = (next.clone(), base.to_string());
+            tokio::spawn(async move {
+                let client = client();
+                let mut latencies = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= OBJECTS {
+                        return latencies;
+                    }
+                    let url = format!("{base}/rpc/COUNTER/cold-{i}/increment");
+                    latencies.push(post(&client, &url, "[1]").await);
+                }
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    figures(latencies, started.elapsed())
+}
+
+struct Row {
+    what: String,
+    ours: String,
+    theirs: Option<String>,
+    ratio: Option<f64>,
+}
+
+fn row(what: impl Into<String>, ours: String, theirs: Option<String>, ratio: Option<f64>) -> Row {
+    Row {
+        what: what.into(),
+        ours,
+        theirs,
+        ratio,
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// The HTTP phases against one server: hot object at 1 and 32
+/// connections, new objects, RSS per object, compute.
+async fn over_http(server: &Server, label: &str) -> Vec<f64> {
+    let mut out = Vec::new();
+    for connections in [1, 32] {
+        let f = hammer(
+            &server.base,
+            "/rpc/COUNTER/hot/increment",
+            "[1]",
+            connections,
+        )
+        .await;
+        println!(
+            "  {label}: hot object, {connections} conn: {:.0}/s p50 {} p99 {}",
+            f.per_second,
+            ms(f.p50),
+            ms(f.p99)
+        );
+        out.extend([f.per_second, f.p50.as_secs_f64(), f.p99.as_secs_f64()]);
+    }
+    let before = server.rss_kib();
+    let cold = cold_objects(&server.base).await;
+    let after = server.rss_kib();
+    println!(
+        "  {label}: {OBJECTS} new objects: {:.0}/s p50 {}; RSS {} -> {} MiB",
+        cold.per_second,
+        ms(cold.p50),
+        before / 1024,
+        after / 1024
+    );
+    out.extend([
+        cold.per_second,
+        cold.p50.as_secs_f64(),
+        (after.saturating_sub(before)) as f64 / OBJECTS as f64,
+    ]);
+    let fib = hammer(&server.base, "/rpc/COUNTER/compute/fib", "[25]", 1).await;
+    println!(
+        "  {label}: fib(25): {:.1}/s p50 {}",
+        fib.per_second,
+        ms(fib.p50)
+    );
+    out.extend([fib.per_second, fib.p50.as_secs_f64()]);
+    out
+}
+
+fn native_fib() -> Duration {
+    let runtime = javy::Runtime::new(javy::Config::default()).unwrap();
+    runtime.context().with(|cx| {
+        let _: () = cx.eval(FIB).unwrap();
+        let mut times = Vec::new();
+        for _ in 0..7 {
+            let started = Instant::now();
+            let n: i32 = cx.eval("fib(25)").unwrap();
+            assert_eq!(n, 75025);
+            times.push(started.elapsed());
+        }
+        times.sort_unstable();
+        times[times.len() / 2]
+    })
+}
+
+/// In-process: the median of `method(args)` on a warm object.
+async fn in_process(
+    runtime: &Runtime,
+    method: &str,
+    args: serde_json::Value,
+    runs: usize,
+) -> Duration {
+    let id = ObjectId::new("COUNTER", "in-process").unwrap();
+    let args = args.as_array().cloned().unwrap_or_default();
+    runtime.rpc(&id, method, args.clone()).await.unwrap();
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        runtime.rpc(&id, method, args.clone()).await.unwrap();
+        times.push(started.elapsed());
+    }
+    times.sort_unstable();
+    times[times.len() / 2]
+}
+
+fn build_runtime(dir: &Path, metering: bool, starts: Arc<Mutex<Vec<Duration>>>) -> Runtime {
+    Runtime::builder(Bundle::from_source("ours.js", OURS))
+        .storage_root(dir)
+        .limits(|l| {
+            l.fuel_metering = metering;
+            l.cpu_timeout = Some(Duration::from_secs(30));
+        })
+        .config(|c| c.eviction.max_live_objects = Some(5000))
+        .on_event(move |event: &Event<'_>| {
+            if let Event::ActorStarted { elapsed, .. } = event {
+                starts.lock().unwrap().push(*elapsed);
+            }
+        })
+        .build()
+        .unwrap()
+}
+
+fn main() {
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let workerd = std::env::var("WORKERD")
+        .ok()
+        .filter(|p| Path::new(p).exists());
+    let workerd_version = workerd.as_ref().map(|w| {
+        let out = Command::new(w).arg("--version").output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    });
+    println!(
+        "== go-go-objects vs {} ==",
+        workerd_version
+            .as_deref()
+            .unwrap_or("(workerd not given: ours only)")
+    );
+
+    let mut rows = Vec::new();
+    let (ours, _) = start_ours(dir.path());
+    let mine = tokio.block_on(over_http(&ours, "ours"));
+    drop(ours);
+    let theirs = workerd.as_ref().map(|w| {
+        let server = start_workerd(w, dir.path(), 18_000 + (std::process::id() % 1000) as u16);
+        tokio.block_on(over_http(&server, "workerd"))
+    });
+
+    // Start-up with a cached image.
+    let mut startups = Vec::new();
+    for _ in 0..5 {
+        let (server, took) = start_ours(dir.path());
+        startups.push(took);
+        drop(server);
+    }
+    startups.sort_unstable();
+    let startup = startups[2];
+
+    // In-process: metering's cost, cold starts, and compute beside native.
+    let starts = Arc::new(Mutex::new(Vec::new()));
+    let metered = build_runtime(&dir.path().join("metered"), true, starts.clone());
+    let (fib_metered, increment) = tokio.block_on(async {
+        let fib = in_process(&metered, "fib", json!([20]), 15).await;
+        let increment = in_process(&metered, "increment", json!([1]), 200).await;
+        for i in 0..1000 {
+            let id = ObjectId::new("COUNTER", &format!("start-{i}")).unwrap();
+            metered.rpc(&id, "increment", vec![json!(1)]).await.unwrap();
+        }
+        (fib, increment)
+    });
+    let mut cold = starts.lock().unwrap().clone();
+    cold.sort_unstable();
+    let cold_p50 = cold[cold.len() / 2];
+    let unmetered = build_runtime(&dir.path().join("unmetered"), false, Arc::default());
+    let fib_unmetered = tokio.block_on(in_process(&unmetered, "fib", json!([20]), 15));
+    let fib25 = tokio.block_on(in_process(&metered, "fib", json!([25]), 5));
+    let native = native_fib();
+
+    let labels = [
+        ("hot object, 1 conn: increments/s", true),
+        ("hot object, 1 conn: p50", false),
+        ("hot object, 1 conn: p99", false),
+        ("hot object, 32 conn: increments/s", true),
+        ("hot object, 32 conn: p50", false),
+        ("hot object, 32 conn: p99", false),
+        ("10,000 new objects: objects/s", true),
+        ("10,000 new objects: p50", false),
+        ("RSS per live object (KiB)", false),
+        ("fib(25): requests/s", true),
+        ("fib(25): p50", false),
+    ];
+    for (i, (label, higher_is_better)) in labels.iter().enumerate() {
+        let format = |v: f64| {
+            if label.contains("p50") || label.contains("p99") {
+                ms(Duration::from_secs_f64(v))
+            } else {
+                format!("{v:.0}")
+            }
+        };
+        let theirs_value = theirs.as_ref().map(|t| t[i]);
+        let ratio = theirs_value.map(|t| {
+            if *higher_is_better {
+                mine[i] / t
+            } else {
+                t / mine[i].max(1e-12)
+            }
+        });
+        rows.push(row(
+            *label,
+            format(mine[i]),
+            theirs_value.map(format),
+            ratio,
+        ));
+    }
+    rows.push(row(
+        "start-up, cached image (median of 5)",
+        ms(startup),
+        None,
+        None,
+    ));
+    rows.push(row(
+        "in-process cold start p50 (instantiate + ctor + db open)",
+        ms(cold_p50),
+        None,
+        None,
+    ));
+    rows.push(row(
+        "in-process increment p50 (one commit)",
+        ms(increment),
+        None,
+        None,
+    ));
+    rows.push(row(
+        "fib(20) with / without fuel metering",
+        format!("{} / {}", ms(fib_metered), ms(fib_unmetered)),
+        None,
+        Some(fib_metered.as_secs_f64() / fib_unmetered.as_secs_f64()),
+    ));
+    rows.push(row(
+        "fib(25) in an actor / native QuickJS",
+        format!("{} / {}", ms(fib25), ms(native)),
+        None,
+        Some(fib25.as_secs_f64() / native.as_secs_f64()),
+    ));
+
+    println!();
+    println!("| scenario | go-go-objects | workerd | ratio (ours better > 1) |");
+    println!("| --- | --- | --- | --- |");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {} |",
+            r.what,
+            r.ours,
+            r.theirs.as_deref().unwrap_or("-"),
+            r.ratio.map_or("-".to_string(), |x| format!("{x:.2}x"))
+        );
+    }
+    println!();
+    println!("(the last two ratios are costs: lower is better)");
+}
