@@ -16,6 +16,16 @@ async fn main() -> ExitCode {
             telemetry::init(&run.log_level);
             run.execute().await
         }
+        Some(Command::Build(build)) => {
+            telemetry::init(&build.log_level);
+            match build.execute().await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("go-go-objects build: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         None => {
             telemetry::init(&cli.serve.log_level);
             match cli.serve.execute().await {

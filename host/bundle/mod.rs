@@ -42,12 +42,20 @@ pub struct ExportInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
     /// The file could not be read.
-    #[error("failed to read bundle `{path}`: {source}")]
+    #[error("failed to read bundle `{path}`: {error}")]
     Read {
         /// The path given.
         path: String,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
+    },
+    /// A pre-initialized image could not be read or is not usable here.
+    #[error("failed to load image `{name}`: {message}")]
+    Image {
+        /// The image's path, or the name it was given.
+        name: String,
+        /// What is wrong with it.
+        message: String,
     },
     /// The bundle threw or did not parse while it was evaluated.
     #[error("failed to load bundle `{file}`: {message}")]
@@ -75,6 +83,53 @@ pub enum BundleError {
     },
 }
 
+/// A bundle's pre-initialized image (made by `go-go-objects build` or
+/// [`crate::runtime::build_image`]): a wasm module, served without the
+/// bundle's source.
+#[derive(Debug, Clone)]
+pub struct Image {
+    name: String,
+    wasm: Vec<u8>,
+}
+
+impl Image {
+    /// Reads an image file.
+    ///
+    /// # Errors
+    ///
+    /// [`BundleError::Image`] naming the file when it cannot be read.
+    pub fn from_file(path: &Path) -> Result<Self, BundleError> {
+        let wasm = std::fs::read(path).map_err(|e| BundleError::Image {
+            name: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Ok(Self::from_bytes(path.display().to_string(), wasm))
+    }
+
+    /// An image from its bytes; `name` is what errors call it.
+    pub fn from_bytes(name: impl Into<String>, wasm: Vec<u8>) -> Self {
+        Self {
+            name: name.into(),
+            wasm,
+        }
+    }
+
+    /// The name errors call the image.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The module's bytes.
+    pub fn wasm(&self) -> &[u8] {
+        &self.wasm
+    }
+
+    /// The module's bytes, owned.
+    pub fn into_wasm(self) -> Vec<u8> {
+        self.wasm
+    }
+}
+
 impl Bundle {
     /// The built-in demo: a `Counter` class served as `COUNTER`.
     pub fn builtin_counter() -> Self {
@@ -95,9 +150,9 @@ impl Bundle {
     ///
     /// [`BundleError::Read`] when the file cannot be read as UTF-8 text.
     pub fn from_file(path: &Path) -> Result<Self, BundleError> {
-        let source = std::fs::read_to_string(path).map_err(|source| BundleError::Read {
+        let source = std::fs::read_to_string(path).map_err(|error| BundleError::Read {
             path: path.display().to_string(),
-            source,
+            error,
         })?;
         Ok(Self::from_source(path.display().to_string(), source))
     }

@@ -7,8 +7,9 @@ use clap::{Args, ValueEnum};
 
 use super::parse::{parse_actor_memory, parse_byte_size, parse_duration, parse_wasm_stack};
 use crate::{
-    bundle::{self, Bundle, Manifest},
+    bundle::{self, Bundle, Image, Manifest},
     config::{self, Limits},
+    runtime::ClassSource,
     storage::Durability,
 };
 
@@ -20,10 +21,16 @@ pub struct BundleArgs {
     #[arg(long, value_name = "FILE")]
     pub bundle: Option<PathBuf>,
 
-    /// JSON or YAML `objects: {NAMESPACE: Class}` map; needs --bundle. Without
-    /// it, namespaces are derived from the export names (ChatRoom → CHAT_ROOM).
+    /// JSON or YAML `objects: {NAMESPACE: Class}` map; needs --bundle or
+    /// --image. Without it, namespaces are derived from the export names
+    /// (ChatRoom → CHAT_ROOM).
     #[arg(long, value_name = "FILE")]
     pub manifest: Option<PathBuf>,
+
+    /// A pre-initialized bundle image made by `go-go-objects build`, served
+    /// instead of a bundle's source.
+    #[arg(long, value_name = "FILE", conflicts_with = "bundle")]
+    pub image: Option<PathBuf>,
 }
 
 impl BundleArgs {
@@ -35,18 +42,35 @@ impl BundleArgs {
     /// or parsed; the message names the file.
     pub fn load(&self) -> anyhow::Result<(Bundle, Option<Manifest>)> {
         if self.manifest.is_some() && self.bundle.is_none() {
-            bail!("--manifest requires --bundle");
+            bail!("--manifest requires --bundle or --image");
         }
         let bundle = match &self.bundle {
             Some(path) => Bundle::from_file(path)?,
             None => Bundle::builtin_counter(),
         };
-        let manifest = self
+        Ok((bundle, self.read_manifest()?))
+    }
+
+    /// The bundle or the image (`--image`), and the manifest.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](Self::load); or when the image cannot be read.
+    pub fn load_source(&self) -> anyhow::Result<(ClassSource, Option<Manifest>)> {
+        let Some(image) = &self.image else {
+            let (bundle, manifest) = self.load()?;
+            return Ok((ClassSource::Bundle(bundle), manifest));
+        };
+        let image = Image::from_file(image)?;
+        Ok((ClassSource::Image(image), self.read_manifest()?))
+    }
+
+    fn read_manifest(&self) -> anyhow::Result<Option<Manifest>> {
+        Ok(self
             .manifest
             .as_deref()
             .map(bundle::read_manifest)
-            .transpose()?;
-        Ok((bundle, manifest))
+            .transpose()?)
     }
 }
 

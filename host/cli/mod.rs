@@ -1,6 +1,8 @@
 //! The command line: `go-go-objects [FLAGS]` starts the gateway;
-//! `go-go-objects run ...` runs one dispatch offline.
+//! `go-go-objects run ...` runs one dispatch offline; `go-go-objects build
+//! ...` writes a bundle's pre-initialized image.
 
+mod build_image;
 mod common;
 mod parse;
 mod run;
@@ -8,6 +10,7 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 
+pub use build_image::BuildArgs;
 pub use common::{BundleArgs, LimitArgs};
 pub use parse::{parse_byte_size, parse_duration};
 pub use run::{
@@ -21,7 +24,8 @@ pub use serve::ServeArgs;
 /// Each object (a namespace and a name) is one actor with its own WebAssembly
 /// instance, fuel budget and SQLite database. Without --bundle, a built-in
 /// Counter is served as the namespace COUNTER. The flags below start the
-/// gateway; `go-go-objects run --help` describes the one-shot runner.
+/// gateway; `go-go-objects run --help` describes the one-shot runner and
+/// `go-go-objects build --help` the image builder.
 #[derive(Debug, Parser)]
 #[command(
     name = "go-go-objects",
@@ -44,7 +48,10 @@ pub enum Command {
     /// Run one RPC or fetch dispatch offline and print a JSON report: the
     /// result, the fuel consumed, the wall time and the storage keys
     /// written.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Evaluate a bundle once and write its pre-initialized image, which
+    /// `--image` serves without the bundle's source.
+    Build(BuildArgs),
 }
 
 #[cfg(test)]

@@ -26,11 +26,11 @@ use super::{
 };
 use crate::{
     ObjectId,
-    bundle::{Bundle, Manifest},
+    bundle::Manifest,
     config::{AlarmConfig, EvictionConfig, RuntimeConfig},
     error::{DispatchError, ErrorCode},
     gateway::fetch_request,
-    runtime::{DispatchKind, DispatchOutput, DispatchRequest, DispatchValue, Runtime},
+    runtime::{ClassSource, DispatchKind, DispatchOutput, DispatchRequest, DispatchValue, Runtime},
     storage,
 };
 
@@ -167,7 +167,7 @@ impl RunArgs {
     async fn run(&self) -> Result<(Value, u8), Failure> {
         let id = parse_object(&self.object).map_err(usage)?;
         let kind = self.dispatch_kind(&id).map_err(usage)?;
-        let (bundle, manifest) = self.bundle.load().map_err(usage)?;
+        let (source, manifest) = self.bundle.load_source().map_err(usage)?;
 
         let scratch = tempfile::tempdir().map_err(runtime_failure)?;
         let root = self
@@ -182,7 +182,7 @@ impl RunArgs {
 
         let budget = self.fuel_limit;
         let run = execute_once(
-            &bundle,
+            &source,
             manifest.as_ref(),
             self.config(&root, budget),
             &id,
@@ -222,7 +222,7 @@ impl RunArgs {
                 });
                 if let (true, Some(limit), Some(pristine)) = (out_of_budget, budget, &pristine) {
                     let needed = self
-                        .measure_need(&bundle, manifest.as_ref(), pristine, &id, &kind)
+                        .measure_need(&source, manifest.as_ref(), pristine, &id, &kind)
                         .await?;
                     report["fuelLimit"] = json!(limit);
                     report["fuelNeeded"] = needed.map_or(Value::Null, Value::from);
@@ -250,14 +250,14 @@ impl RunArgs {
     /// storage as it was before the run; `None` when even that is not enough.
     async fn measure_need(
         &self,
-        bundle: &Bundle,
+        source: &ClassSource,
         manifest: Option<&Manifest>,
         pristine: &Path,
         id: &ObjectId,
         kind: &DispatchKind,
     ) -> Result<Option<u64>, Failure> {
         let config = self.config(pristine, None);
-        let (result, _) = execute_once(bundle, manifest, config, id, kind).await?;
+        let (result, _) = execute_once(source, manifest, config, id, kind).await?;
         Ok(match result {
             Ok(output) => Some(output.fuel_consumed),
             Err(error) if error.code == ErrorCode::Timeout => None,
@@ -341,21 +341,22 @@ impl RunArgs {
 
 /// Starts a runtime on `config`, runs one dispatch, shuts the runtime down.
 async fn execute_once(
-    bundle: &Bundle,
+    source: &ClassSource,
     manifest: Option<&Manifest>,
     config: RuntimeConfig,
     id: &ObjectId,
     kind: &DispatchKind,
 ) -> Result<(Result<DispatchOutput, DispatchError>, Duration), Failure> {
-    let (bundle, manifest) = (bundle.clone(), manifest.cloned());
-    let runtime =
-        tokio::task::spawn_blocking(move || Runtime::new(bundle, manifest.as_ref(), config))
-            .await
-            .map_err(runtime_failure)?
-            .map_err(|e| match e {
-                crate::runtime::StartError::Bundle(e) => usage(e),
-                e => runtime_failure(e),
-            })?;
+    let (source, manifest) = (source.clone(), manifest.cloned());
+    let runtime = tokio::task::spawn_blocking(move || {
+        Runtime::from_source(source, manifest.as_ref(), config)
+    })
+    .await
+    .map_err(runtime_failure)?
+    .map_err(|e| match e {
+        crate::runtime::StartError::Bundle(e) => usage(e),
+        e => runtime_failure(e),
+    })?;
     let request = DispatchRequest {
         id: id.clone(),
         kind: kind.clone(),

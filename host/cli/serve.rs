@@ -131,14 +131,15 @@ impl ServeArgs {
     /// (the message names the file and the reason), or the address cannot be
     /// bound.
     pub async fn execute(self) -> anyhow::Result<()> {
-        let builtin = self.bundle.bundle.is_none();
-        let (bundle, manifest) = self.bundle.load()?;
+        let builtin = self.bundle.bundle.is_none() && self.bundle.image.is_none();
+        let (source, manifest) = self.bundle.load_source()?;
         let config = self.runtime_config();
         check_open_file_limit(self.max_live_objects);
-        let runtime =
-            tokio::task::spawn_blocking(move || Runtime::new(bundle, manifest.as_ref(), config))
-                .await
-                .context("the start-up task failed")??;
+        let runtime = tokio::task::spawn_blocking(move || {
+            Runtime::from_source(source, manifest.as_ref(), config)
+        })
+        .await
+        .context("the start-up task failed")??;
 
         let options = GatewayOptions {
             max_request_bytes: usize::try_from(self.max_request_bytes).unwrap_or(usize::MAX),

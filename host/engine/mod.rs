@@ -60,6 +60,39 @@ pub(crate) const MAX_TABLE_ELEMENTS: usize = 100_000;
 /// Bytes of a pooled memory kept resident when its slot is reused.
 const LINEAR_MEMORY_KEEP_RESIDENT: usize = 64 * 1024;
 
+/// The most virtual address space the instance pool may reserve. Linux gives
+/// a process 128 TiB; the rest is left for everything else.
+const POOL_ADDRESS_BUDGET: u64 = 16 << 40;
+
+/// The 4 GiB reservation (plus 32 MiB guard) wasmtime gives each memory by
+/// default, which lets compiled code skip bounds checks.
+const DEFAULT_SLOT_ADDRESSES: u64 = (4 << 30) + (32 << 20);
+
+/// The guard after each memory of a compact pool.
+const COMPACT_GUARD: u64 = 2 << 20;
+
+/// How pooled memories are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PoolLayout {
+    /// wasmtime's default: 4 GiB of addresses per memory, no bounds checks.
+    Full,
+    /// Only `reservation` bytes per memory, with bounds checks in the
+    /// compiled code (a little slower), so many more slots fit.
+    Compact { reservation: u64 },
+}
+
+/// The layout that fits `slots` memories of `max_memory` bytes in
+/// [`POOL_ADDRESS_BUDGET`], or `None` when none does.
+fn pool_layout(slots: u32, max_memory: u64) -> Option<PoolLayout> {
+    let slots = u64::from(slots);
+    if slots.saturating_mul(DEFAULT_SLOT_ADDRESSES) <= POOL_ADDRESS_BUDGET {
+        return Some(PoolLayout::Full);
+    }
+    let reservation = max_memory.next_multiple_of(64 << 10);
+    let compact = slots.saturating_mul(reservation + COMPACT_GUARD);
+    (compact <= POOL_ADDRESS_BUDGET).then_some(PoolLayout::Compact { reservation })
+}
+
 /// The wasmtime engine and the host functions linked for guests.
 #[derive(Clone)]
 pub(crate) struct GuestEngine {
@@ -91,16 +124,32 @@ impl GuestEngine {
             .max_wasm_stack(max_wasm_stack)
             .async_stack_size(max_wasm_stack + HOST_STACK_MARGIN);
         if let Some(slots) = options.pool_slots {
-            let mut pool = PoolingAllocationConfig::new();
-            pool.total_core_instances(slots)
-                .total_memories(slots)
-                .total_tables(slots)
-                .max_memory_size(usize::try_from(options.max_memory).unwrap_or(usize::MAX))
-                .table_elements(MAX_TABLE_ELEMENTS)
-                // Keep the image's first pages resident between uses of a
-                // slot, so a reused slot needs no page faults for them.
-                .linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT);
-            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+            match pool_layout(slots, options.max_memory) {
+                Some(layout) => {
+                    let mut pool = PoolingAllocationConfig::new();
+                    pool.total_core_instances(slots)
+                        .total_memories(slots)
+                        .total_tables(slots)
+                        .max_memory_size(usize::try_from(options.max_memory).unwrap_or(usize::MAX))
+                        .table_elements(MAX_TABLE_ELEMENTS)
+                        // Keep the image's first pages resident between uses
+                        // of a slot, so a reused slot needs no page faults for
+                        // them.
+                        .linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT);
+                    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+                    if let PoolLayout::Compact { reservation } = layout {
+                        config
+                            .memory_reservation(reservation)
+                            .memory_guard_size(COMPACT_GUARD);
+                    }
+                }
+                None => tracing::warn!(
+                    slots,
+                    max_memory = options.max_memory,
+                    "the instance pool would not fit in the address space; allocating each \
+                     instance on its own"
+                ),
+            }
         }
         match Cache::new(CacheConfig::new()) {
             Ok(cache) => {
@@ -178,4 +227,22 @@ fn spawn_epoch_ticker(engine: &Engine) {
             }
         })
         .expect("failed to spawn the epoch thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_fits_the_address_space() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(pool_layout(1_250, 128 * MIB), Some(PoolLayout::Full));
+        assert_eq!(
+            pool_layout(25_000, 128 * MIB),
+            Some(PoolLayout::Compact {
+                reservation: 128 * MIB
+            })
+        );
+        assert_eq!(pool_layout(25_000, 4 << 30), None);
+    }
 }

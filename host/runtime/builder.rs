@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use super::{Runtime, StartError};
+use super::{ClassSource, Runtime, StartError};
 use crate::{
-    bundle::{Bundle, Manifest},
+    bundle::{Bundle, Image, Manifest},
     clock::{Clock, SharedClock},
     config::{Limits, RuntimeConfig},
     events::{EventHook, Events},
@@ -28,7 +28,7 @@ use crate::{
 /// ```
 #[derive(Debug)]
 pub struct RuntimeBuilder {
-    bundle: Bundle,
+    source: ClassSource,
     manifest: Option<Manifest>,
     config: RuntimeConfig,
 }
@@ -36,8 +36,20 @@ pub struct RuntimeBuilder {
 impl Runtime {
     /// A builder for a runtime serving `bundle`, with the default settings.
     pub fn builder(bundle: Bundle) -> RuntimeBuilder {
+        Self::builder_from(ClassSource::Bundle(bundle))
+    }
+
+    /// A builder for a runtime serving a pre-initialized image (from
+    /// [`super::build_image`] or `go-go-objects build`); its memory limit and
+    /// deterministic seed must be the ones the image was built with.
+    pub fn builder_from_image(image: Image) -> RuntimeBuilder {
+        Self::builder_from(ClassSource::Image(image))
+    }
+
+    /// A builder for a runtime serving the classes of `source`.
+    pub fn builder_from(source: ClassSource) -> RuntimeBuilder {
         RuntimeBuilder {
-            bundle,
+            source,
             manifest: None,
             config: RuntimeConfig::default(),
         }
@@ -100,9 +112,9 @@ impl RuntimeBuilder {
     ///
     /// # Errors
     ///
-    /// As [`Runtime::new`].
+    /// As [`Runtime::new`] or [`Runtime::from_image`].
     pub fn build(self) -> Result<Runtime, StartError> {
-        Runtime::new(self.bundle, self.manifest.as_ref(), self.config)
+        Runtime::from_source(self.source, self.manifest.as_ref(), self.config)
     }
 
     /// Builds the runtime on a blocking thread and starts its background

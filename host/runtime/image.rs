@@ -28,7 +28,7 @@ use wasmtime::InstancePre;
 use super::{StartError, actor::Actor};
 use crate::{
     bundle::{Bundle, BundleError, ExportInfo},
-    config::RuntimeConfig,
+    config::{Limits, RuntimeConfig},
     engine::{GuestEngine, Preinitializer, append_custom_section, find_custom_section},
     hostcalls::{ActorState, CallContext, HostContext},
 };
@@ -75,6 +75,44 @@ pub(crate) const GUEST_SHA256: &str = env!("GUEST_SHA256");
 /// error before linear memory runs out.
 pub(crate) fn heap_limit(max_memory: u64) -> u64 {
     (max_memory / 4 * 3).min(u64::from(u32::MAX))
+}
+
+/// Why an image cannot serve actors with `limits`: it was made for another
+/// memory limit or deterministic mode, which are baked into its snapshot.
+pub(crate) fn settings_mismatch(info: &ImageInfo, limits: &Limits) -> Option<String> {
+    let describe_seed = |seed: Option<u64>| match seed {
+        Some(seed) => format!("--deterministic --seed {seed}"),
+        None => "no --deterministic".to_string(),
+    };
+    if info.memory_limit != heap_limit(limits.max_memory) {
+        // The heap limit is three quarters of --max-memory.
+        let built_for = info.memory_limit / 3 * 4;
+        Some(format!(
+            "it was built for --max-memory {}, not {}; build it again with the server's \
+             --max-memory",
+            describe_bytes(built_for),
+            describe_bytes(limits.max_memory)
+        ))
+    } else if info.seed != limits.seed {
+        Some(format!(
+            "it was built with {}, and this server runs with {}; build it again with the \
+             server's flags",
+            describe_seed(info.seed),
+            describe_seed(limits.seed)
+        ))
+    } else {
+        None
+    }
+}
+
+/// `bytes` as the flags spell sizes.
+fn describe_bytes(bytes: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    if bytes.is_multiple_of(MIB) {
+        format!("{}MiB", bytes / MIB)
+    } else {
+        format!("{bytes} bytes")
+    }
 }
 
 /// The image of `bundle` for `config`: from the disk cache, or made now.

@@ -49,7 +49,7 @@ pub use envelope::{
 
 use crate::{
     alarms::AlarmIndex,
-    bundle::{Bundle, BundleError, ClassMap, Manifest, resolve_classes},
+    bundle::{Bundle, BundleError, ClassMap, Image, Manifest, resolve_classes},
     config::RuntimeConfig,
     engine::{EngineOptions, GuestEngine, HOST_STACK_MARGIN},
     error::{DispatchError, ErrorCode},
@@ -98,7 +98,34 @@ pub enum StartError {
     Engine(anyhow::Error),
 }
 
+/// Where a runtime's classes come from.
+#[derive(Debug, Clone)]
+pub enum ClassSource {
+    /// A bundle's source, evaluated (or found in the image cache) at start.
+    Bundle(Bundle),
+    /// A pre-initialized image made by [`build_image`] or
+    /// `go-go-objects build`.
+    Image(Image),
+}
+
 impl Runtime {
+    /// A runtime serving the classes of `source`: [`Runtime::new`] or
+    /// [`Runtime::from_image`].
+    ///
+    /// # Errors
+    ///
+    /// As those two.
+    pub fn from_source(
+        source: ClassSource,
+        manifest: Option<&Manifest>,
+        config: RuntimeConfig,
+    ) -> Result<Self, StartError> {
+        match source {
+            ClassSource::Bundle(bundle) => Self::new(bundle, manifest, config),
+            ClassSource::Image(image) => Self::from_image(image, manifest, config),
+        }
+    }
+
     /// Compiles the guest, evaluates the bundle once to learn its classes,
     /// checks them against the manifest, and loads the alarm schedule.
     /// Blocks for the compilation (seconds the first time; wasmtime caches
@@ -116,6 +143,38 @@ impl Runtime {
         manifest: Option<&Manifest>,
         config: RuntimeConfig,
     ) -> Result<Self, StartError> {
+        let engine = Self::engine(&config)?;
+        let image = image::bundle_image(&engine, &bundle, &config)?;
+        Self::assemble(engine, image, manifest, config)
+    }
+
+    /// Builds a runtime from a bundle image made by [`build_image`] (or
+    /// `go-go-objects build`), without the bundle's source.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError::Bundle`] when the image is not one of this binary's, was
+    /// made for another memory limit or seed than `config`'s, or its classes
+    /// do not fit the manifest; otherwise as [`Runtime::new`].
+    pub fn from_image(
+        image: Image,
+        manifest: Option<&Manifest>,
+        config: RuntimeConfig,
+    ) -> Result<Self, StartError> {
+        let engine = Self::engine(&config)?;
+        let name = image.name().to_string();
+        let invalid = |message: String| BundleError::Image { name, message };
+        let image = match image::from_wasm(&engine, image.into_wasm()) {
+            Ok(image) => image,
+            Err(e) => return Err(invalid(format!("{e:#}")).into()),
+        };
+        if let Some(mismatch) = image::settings_mismatch(&image.info, &config.limits) {
+            return Err(invalid(mismatch).into());
+        }
+        Self::assemble(engine, image, manifest, config)
+    }
+
+    fn engine(config: &RuntimeConfig) -> Result<GuestEngine, StartError> {
         if config.limits.max_memory < crate::config::MIN_MAX_MEMORY {
             return Err(StartError::Engine(anyhow::anyhow!(
                 "an actor needs at least 16 MiB of memory (max_memory is {})",
@@ -129,11 +188,19 @@ impl Runtime {
             pool_slots: config.eviction.max_live_objects.map(pool_slots),
         })
         .map_err(|e| StartError::Engine(e.into()))?;
+        Ok(engine)
+    }
+
+    fn assemble(
+        engine: GuestEngine,
+        image: image::BundleImage,
+        manifest: Option<&Manifest>,
+        config: RuntimeConfig,
+    ) -> Result<Self, StartError> {
+        let classes = resolve_classes(&image.info.bundle, &image.info.exports, manifest)?;
         let workers = workers::Workers::new(config.limits.max_wasm_stack + HOST_STACK_MARGIN)
             .context("failed to start the dispatch threads")
             .map_err(StartError::Engine)?;
-        let image = image::bundle_image(&engine, &bundle, &config)?;
-        let classes = resolve_classes(bundle.filename(), &image.info.exports, manifest)?;
         for root in config.storage_roots() {
             std::fs::create_dir_all(root)
                 .with_context(|| format!("failed to create the storage root `{}`", root.display()))
@@ -581,6 +648,41 @@ impl Runtime {
             .events
             .emit(&Event::ActorStopped { id, reason });
     }
+}
+
+/// A bundle's pre-initialized image, made by [`build_image`].
+#[derive(Debug)]
+pub struct BuiltImage {
+    /// The wasm module, for [`Runtime::from_image`] (with
+    /// [`Image::from_bytes`]).
+    pub wasm: Vec<u8>,
+    /// The namespaces it serves and their classes (with the manifest given
+    /// to [`build_image`]; a server may map them again with its own).
+    pub classes: ClassMap,
+}
+
+/// Makes the pre-initialized image of `bundle` for `config` (or takes it
+/// from the cache): a wasm module that [`Runtime::from_image`] serves
+/// without the bundle's source. It keeps its exports in a custom section;
+/// it is tied to this binary's guest, and to `config`'s memory limit and
+/// deterministic seed.
+///
+/// # Errors
+///
+/// As [`Runtime::new`] (the bundle's classes are checked against
+/// `manifest`), without touching any storage root.
+pub fn build_image(
+    bundle: &Bundle,
+    manifest: Option<&Manifest>,
+    config: &RuntimeConfig,
+) -> Result<BuiltImage, StartError> {
+    let engine = Runtime::engine(config)?;
+    let image = image::bundle_image(&engine, bundle, config)?;
+    let classes = resolve_classes(&image.info.bundle, &image.info.exports, manifest)?;
+    Ok(BuiltImage {
+        wasm: image.wasm,
+        classes,
+    })
 }
 
 /// Instance slots for a live-object limit: the live actors, plus room for

@@ -17,6 +17,7 @@ mod dispatch;
 mod embedding;
 mod gateway;
 mod hostile;
+mod images;
 mod properties;
 mod runner;
 mod seed;
