@@ -24,6 +24,11 @@ pub const DEFAULT_CPU_FUEL: u64 = 4_000_000_000;
 /// image, its 8 MiB C stack, and QuickJS.
 pub const MIN_MAX_MEMORY: u64 = 16 * 1024 * 1024;
 
+/// The largest native stack guest code may use: the size of the guest's
+/// own C stack in its linear memory, which a deeper recursion would
+/// overrun first.
+pub const MAX_WASM_STACK: usize = 8 * 1024 * 1024;
+
 /// Default linear-memory cap of one actor.
 pub const DEFAULT_MAX_MEMORY: u64 = 128 * 1024 * 1024;
 
@@ -156,6 +161,12 @@ pub struct EvictionConfig {
     /// The most live actors; past it, the least recently used idle ones are
     /// evicted. `None` is no bound.
     pub max_live_objects: Option<usize>,
+    /// The most memory all actors may hold together: each is counted for
+    /// what its linear memory grew past its image, plus 1 MiB. When an
+    /// actor needs more, the least recently used idle actors are evicted;
+    /// when none is left, the growth fails (503 `overloaded`). `None` is no
+    /// bound.
+    pub max_total_memory: Option<u64>,
 }
 
 impl Default for EvictionConfig {
@@ -164,6 +175,7 @@ impl Default for EvictionConfig {
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             idle_interval: Some(DEFAULT_IDLE_INTERVAL),
             max_live_objects: Some(DEFAULT_MAX_LIVE_OBJECTS),
+            max_total_memory: None,
         }
     }
 }

@@ -25,6 +25,8 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// The request body is larger than the gateway accepts (413).
     RequestTooLarge,
+    /// The client took too long to send the request body (408).
+    RequestTimeout,
     /// The object's storage is full (`--max-storage-bytes`) (507).
     QuotaExceeded,
     /// Fuel budget or wall-clock deadline exceeded, or a promise that can
@@ -34,6 +36,9 @@ pub enum ErrorCode {
     OutOfMemory,
     /// The actor could not be started (500).
     ActorStartFailed,
+    /// Every instance slot is taken by a busy actor (503, with
+    /// `Retry-After`); the request did nothing and may be retried.
+    Overloaded,
     /// SQLite failed (500).
     StorageError,
     /// The handler threw, rejected, trapped, or returned something that cannot
@@ -53,10 +58,12 @@ impl ErrorCode {
             Self::FetchNotImplemented => "fetch_not_implemented",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RequestTooLarge => "request_too_large",
+            Self::RequestTimeout => "request_timeout",
             Self::Timeout => "timeout",
             Self::QuotaExceeded => "quota_exceeded",
             Self::OutOfMemory => "out_of_memory",
             Self::ActorStartFailed => "actor_start_failed",
+            Self::Overloaded => "overloaded",
             Self::StorageError => "storage_error",
             Self::ExecutionError => "execution_error",
         }
@@ -73,6 +80,7 @@ impl ErrorCode {
             "out_of_memory" => Self::OutOfMemory,
             "storage_error" => Self::StorageError,
             "quota_exceeded" => Self::QuotaExceeded,
+            "overloaded" => Self::Overloaded,
             _ => Self::ExecutionError,
         }
     }
@@ -88,7 +96,9 @@ impl ErrorCode {
             | Self::MethodNotFound
             | Self::FetchNotImplemented => 404,
             Self::MethodNotAllowed => 405,
+            Self::RequestTimeout => 408,
             Self::RequestTooLarge => 413,
+            Self::Overloaded => 503,
             Self::Timeout => 504,
             Self::QuotaExceeded => 507,
             Self::OutOfMemory

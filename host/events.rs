@@ -75,6 +75,9 @@ pub enum StopReason {
     Idle,
     /// The live-object limit evicted it (least recently used).
     LiveLimit,
+    /// Another actor needed memory and all actors together were at the
+    /// memory budget (least recently used).
+    MemoryPressure,
     /// [`crate::Runtime::evict`] asked for it.
     Evicted,
 }

@@ -324,9 +324,13 @@
       throw coded('bad_request', 'setAlarm expects epoch milliseconds or a Date, got ' + typeof ms,
         TypeErrorCtor);
     }
-    if (!(ms >= 1) || ms > 8640000000000000) {
+    let problem = null;
+    if (ms !== ms) problem = 'it is not a number';
+    else if (ms < 1) problem = 'it must be at least 1 (milliseconds since the epoch)';
+    else if (ms > 8640000000000000) problem = 'it is past the latest time a Date can hold';
+    if (problem !== null) {
       throw coded('bad_request', 'setAlarm cannot be called with an alarm time ' + StringCtor(ms) +
-        ': it must be a positive number of milliseconds', TypeErrorCtor);
+        ': ' + problem, TypeErrorCtor);
     }
     return MathTrunc(ms);
   }

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 
 pub use build_image::BuildArgs;
 pub use common::{BundleArgs, LimitArgs};
-pub use parse::{parse_byte_size, parse_duration};
+pub use parse::{TotalMemory, parse_byte_size, parse_duration};
 pub use run::{
     EXIT_CODES_HELP, EXIT_HANDLER_ERROR, EXIT_LIMIT, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, RunArgs,
 };

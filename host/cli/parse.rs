@@ -66,17 +66,82 @@ pub(super) fn parse_actor_memory(text: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
-/// Parses a wasm stack size: a byte size from 256KiB to 64MiB.
+/// Parses a wasm stack size: a byte size from 256KiB to 8MiB. The guest's
+/// C stack, in its linear memory, is 8 MiB; a native stack much larger
+/// than that would let recursion run past the end of the C stack first,
+/// which traps as a bad memory access instead of a stack overflow.
 ///
 /// # Errors
 ///
 /// A message saying what is accepted.
 pub(super) fn parse_wasm_stack(text: &str) -> Result<u64, String> {
     let bytes = parse_byte_size(text)?;
-    if !((256 << 10)..=(64 << 20)).contains(&bytes) {
-        return Err(format!("{text:?} is outside 256KiB to 64MiB"));
+    if !((256 << 10)..=crate::config::MAX_WASM_STACK as u64).contains(&bytes) {
+        return Err(format!("{text:?} is outside 256KiB to 8MiB"));
     }
     Ok(bytes)
+}
+
+/// `--max-total-memory`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TotalMemory {
+    /// Half of the memory of the machine, or of its container.
+    Auto,
+    /// This many bytes; 0 is no bound.
+    Bytes(u64),
+}
+
+impl TotalMemory {
+    /// The bound in bytes, `None` for none; `Auto` is `None` (with a
+    /// warning) when the machine's memory cannot be read.
+    pub fn resolve(self) -> Option<u64> {
+        match self {
+            Self::Bytes(0) => None,
+            Self::Bytes(bytes) => Some(bytes),
+            Self::Auto => {
+                let total = available_memory();
+                if total.is_none() {
+                    tracing::warn!(
+                        "cannot read the machine's memory: --max-total-memory auto sets no bound"
+                    );
+                }
+                total.map(|bytes| bytes / 2)
+            }
+        }
+    }
+}
+
+/// The memory this process may use: the machine's (`MemTotal`), or its
+/// cgroup's `memory.max` when that is lower.
+fn available_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let machine = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|kib| kib * 1024)?;
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok());
+    Some(cgroup.map_or(machine, |limit| limit.min(machine)))
+}
+
+/// Parses `--max-total-memory`: `auto`, or a byte size.
+///
+/// # Errors
+///
+/// As [`parse_byte_size`].
+pub(super) fn parse_total_memory(text: &str) -> Result<TotalMemory, String> {
+    if text.trim().eq_ignore_ascii_case("auto") {
+        return Ok(TotalMemory::Auto);
+    }
+    parse_byte_size(text).map(TotalMemory::Bytes)
 }
 
 /// Checks a log filter (`info`, `go_go_objects=debug,warn`).

@@ -112,7 +112,7 @@ pub struct RunArgs {
     /// the report says how much it needed. The dispatch runs with this
     /// budget (the actor's start keeps --cpu-fuel), so it fails exactly where
     /// a server with --cpu-fuel FUEL answers 504.
-    #[arg(long, value_name = "FUEL")]
+    #[arg(long, value_name = "FUEL", value_parser = clap::value_parser!(u64).range(1..))]
     pub fuel_limit: Option<u64>,
 
     /// Which classes to serve.
@@ -283,6 +283,7 @@ impl RunArgs {
                 idle_timeout: None,
                 idle_interval: None,
                 max_live_objects: None,
+                max_total_memory: None,
             },
             ..RuntimeConfig::default()
         }
@@ -386,8 +387,9 @@ fn exit_code(code: ErrorCode) -> u8 {
         | ErrorCode::NotFound
         | ErrorCode::MethodNotAllowed
         | ErrorCode::RequestTooLarge
+        | ErrorCode::RequestTimeout
         | ErrorCode::Unauthorized => EXIT_USAGE,
-        ErrorCode::StorageError => EXIT_RUNTIME,
+        ErrorCode::StorageError | ErrorCode::Overloaded => EXIT_RUNTIME,
         ErrorCode::BadRequest | ErrorCode::ActorStartFailed | ErrorCode::ExecutionError => {
             EXIT_HANDLER_ERROR
         }

@@ -1,6 +1,10 @@
 //! The flags of the gateway and how they become a running server.
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::PathBuf,
+    sync::{Arc, OnceLock},
+    time::{Duration, Instant},
+};
 
 use anyhow::Context;
 use clap::{ArgAction, Args};
@@ -8,7 +12,7 @@ use tokio::net::TcpListener;
 
 use super::{
     common::{BundleArgs, LimitArgs},
-    parse::{parse_byte_size, parse_duration, parse_log_filter},
+    parse::{TotalMemory, parse_byte_size, parse_duration, parse_log_filter, parse_total_memory},
 };
 use crate::{
     alarms::{self, RetryPolicy},
@@ -70,10 +74,23 @@ pub struct ServeArgs {
     #[arg(long, value_name = "COUNT", default_value_t = config::DEFAULT_MAX_LIVE_OBJECTS)]
     pub max_live_objects: usize,
 
+    /// Most memory all actors may hold together (`4GiB`): each counts for
+    /// what its memory grew past the bundle's image, plus 1 MiB. Past it,
+    /// the least recently used idle actors are evicted; when only busy ones
+    /// are left, the growth fails with 503 `overloaded`. `auto` is half of
+    /// the machine's (or the container's) memory; 0 is no bound.
+    #[arg(long, value_name = "BYTES", default_value = "auto", value_parser = parse_total_memory)]
+    pub max_total_memory: TotalMemory,
+
     /// Time a client has to send its request headers; a slower one is
     /// disconnected (0 waits forever).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
+
+    /// Time a client has to send a whole request body once its headers are
+    /// in; a slower one gets 408 (0 waits forever).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub body_read_timeout: Duration,
 
     /// Most client connections open at once; more wait to be accepted.
     #[arg(long, value_name = "COUNT", default_value_t = gateway::DEFAULT_MAX_CONNECTIONS)]
@@ -117,6 +134,7 @@ impl ServeArgs {
                 idle_timeout: nonzero(self.idle_timeout),
                 idle_interval: nonzero(self.idle_interval),
                 max_live_objects: (self.max_live_objects > 0).then_some(self.max_live_objects),
+                max_total_memory: self.max_total_memory.resolve(),
             },
             ..RuntimeConfig::default()
         }
@@ -144,6 +162,8 @@ impl ServeArgs {
         let options = GatewayOptions {
             max_request_bytes: usize::try_from(self.max_request_bytes).unwrap_or(usize::MAX),
             dev_errors: self.dev_errors,
+            body_read_timeout: (!self.body_read_timeout.is_zero())
+                .then_some(self.body_read_timeout),
         };
         let app = gateway::router(runtime.clone(), options);
         let listener = TcpListener::bind(&self.addr)
@@ -171,8 +191,20 @@ impl ServeArgs {
             max_connections: self.max_connections,
             shutdown_grace: self.shutdown_timeout,
         };
-        gateway::serve(listener, app, serving, shutdown_signal()).await;
-        let report = runtime.shutdown(self.shutdown_timeout).await;
+        let signalled = Arc::new(OnceLock::new());
+        let signal = {
+            let signalled = signalled.clone();
+            async move {
+                gateway::shutdown_signal().await;
+                let _ = signalled.set(Instant::now());
+            }
+        };
+        gateway::serve(listener, app, serving, signal).await;
+        // One --shutdown-timeout in all, for open requests and the actors.
+        let spent = signalled.get().map_or(Duration::ZERO, Instant::elapsed);
+        let report = runtime
+            .shutdown(self.shutdown_timeout.saturating_sub(spent))
+            .await;
         tracing::info!(still_busy = report.still_busy, "shut down");
         Ok(())
     }
@@ -206,27 +238,5 @@ fn check_open_file_limit(max_live_objects: usize) {
             "--max-live-objects {max_live_objects} may need more open files than allowed; \
              lower it or raise the limit (ulimit -n)"
         );
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
     }
 }

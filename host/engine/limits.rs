@@ -1,44 +1,88 @@
 //! Per-actor limits: the linear-memory cap, and the translation of a trap
 //! into the error a client sees.
 
+use std::sync::Arc;
+
 use wasmtime::{ResourceLimiter, Trap};
 
-use super::MAX_TABLE_ELEMENTS;
+use super::{
+    MAX_TABLE_ELEMENTS,
+    budget::{ACTOR_BASELINE, MemoryBudget},
+};
 use crate::error::{DispatchError, ErrorCode};
 
-/// Caps an actor's linear memory and remembers whether it ever refused to
-/// grow, so an allocation failure is reported as running out of memory.
+/// Why a `memory.grow` was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The actor's own cap (`--max-memory`).
+    ActorLimit,
+    /// The runtime's budget for all actors (`--max-total-memory`), even
+    /// after idle actors were evicted.
+    ServerBudget,
+}
+
+/// Caps an actor's linear memory, reserves its growth from the runtime's
+/// [`MemoryBudget`], and remembers why it last refused to grow, so an
+/// allocation failure is reported as running out of memory.
 #[derive(Debug)]
 pub(crate) struct MemoryLimiter {
     max_memory: usize,
-    refused: bool,
+    refused: Option<Refusal>,
+    budget: Option<Arc<MemoryBudget>>,
+    /// Bytes this actor holds of the budget.
+    reserved: u64,
 }
 
 impl MemoryLimiter {
-    /// A limiter allowing `max_memory` bytes of linear memory.
-    pub(crate) fn new(max_memory: u64) -> Self {
+    /// A limiter allowing `max_memory` bytes of linear memory, within
+    /// `budget` when there is one.
+    pub(crate) fn new(max_memory: u64, budget: Option<Arc<MemoryBudget>>) -> Self {
         Self {
             max_memory: usize::try_from(max_memory).unwrap_or(usize::MAX),
-            refused: false,
+            refused: None,
+            budget,
+            reserved: 0,
         }
     }
 
-    /// Whether a `memory.grow` was refused since the last call.
-    pub(crate) fn take_refused(&mut self) -> bool {
-        std::mem::take(&mut self.refused)
+    /// Why a `memory.grow` was refused since the last call, if one was.
+    pub(crate) fn take_refused(&mut self) -> Option<Refusal> {
+        self.refused.take()
+    }
+}
+
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.release(self.reserved);
+        }
     }
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.max_memory {
-            self.refused = true;
+            self.refused = Some(Refusal::ActorLimit);
             return Ok(false);
+        }
+        if let Some(budget) = &self.budget {
+            // The initial memory is the image's, shared until written to:
+            // an actor is counted for a baseline of it, then for growth.
+            let bytes = if current == 0 {
+                ACTOR_BASELINE
+            } else {
+                desired.saturating_sub(current) as u64
+            };
+            if !budget.reserve(bytes) {
+                self.refused = Some(Refusal::ServerBudget);
+                return Ok(false);
+            }
+            self.reserved += bytes;
         }
         Ok(true)
     }

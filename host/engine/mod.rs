@@ -9,6 +9,7 @@
 //! for the wall-clock deadline: a background thread advances the epoch every
 //! [`EPOCH_TICK`].
 
+mod budget;
 mod custom;
 mod limits;
 mod snapshot;
@@ -23,8 +24,9 @@ use wasmtime::{
 
 use crate::hostcalls::{self, ActorState};
 
+pub(crate) use budget::{MemoryBudget, Reclaim};
 pub(crate) use custom::{append_custom_section, find_custom_section};
-pub(crate) use limits::{MemoryLimiter, out_of_fuel, trap_to_error};
+pub(crate) use limits::{MemoryLimiter, Refusal, out_of_fuel, trap_to_error};
 pub(crate) use snapshot::Preinitializer;
 
 /// The guest module, built by `build.rs`.
@@ -102,6 +104,8 @@ pub(crate) struct GuestEngine {
 struct Inner {
     engine: Engine,
     linker: Linker<ActorState>,
+    /// The instance pool's size, when there is one.
+    pool_slots: Option<u32>,
 }
 
 impl GuestEngine {
@@ -123,9 +127,11 @@ impl GuestEngine {
             .epoch_interruption(true)
             .max_wasm_stack(max_wasm_stack)
             .async_stack_size(max_wasm_stack + HOST_STACK_MARGIN);
+        let mut pool_slots = None;
         if let Some(slots) = options.pool_slots {
             match pool_layout(slots, options.max_memory) {
                 Some(layout) => {
+                    pool_slots = Some(slots);
                     let mut pool = PoolingAllocationConfig::new();
                     pool.total_core_instances(slots)
                         .total_memories(slots)
@@ -168,13 +174,29 @@ impl GuestEngine {
 
         spawn_epoch_ticker(&engine);
         Ok(Self {
-            inner: Arc::new(Inner { engine, linker }),
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                pool_slots,
+            }),
         })
     }
 
     /// The wasmtime engine.
     pub(crate) fn engine(&self) -> &Engine {
         &self.inner.engine
+    }
+
+    /// Whether every slot of the instance pool is taken (never, without a
+    /// pool).
+    pub(crate) fn pool_is_full(&self) -> bool {
+        let (Some(slots), Some(metrics)) = (
+            self.inner.pool_slots,
+            self.inner.engine.pooling_allocator_metrics(),
+        ) else {
+            return false;
+        };
+        metrics.core_instances() >= u64::from(slots)
     }
 
     /// The guest module this binary embeds.

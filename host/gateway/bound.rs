@@ -77,7 +77,7 @@ pub fn bound_router(
         .route("/fetch/{namespace}/{*rest}", any(bound_fetch))
         .fallback(not_found)
         .with_state(state);
-    layered(router, options.max_request_bytes)
+    layered(router, super::BodyLimits::of(&options))
 }
 
 async fn bound_rpc(

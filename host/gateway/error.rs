@@ -32,6 +32,11 @@ impl IntoResponse for ApiError {
         }
         let fuel = self.error.fuel_consumed;
         let mut response = self.envelope(status);
+        if code == ErrorCode::Overloaded {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if let Some(fuel) = fuel {
             response
                 .headers_mut()
@@ -47,11 +52,12 @@ impl ApiError {
         if code == ErrorCode::FetchNotImplemented {
             return (status, "fetch not implemented").into_response();
         }
-        let message = if status.is_server_error() && !self.dev_errors {
-            "internal server error".to_string()
-        } else {
-            self.error.message
-        };
+        let message =
+            if status.is_server_error() && code != ErrorCode::Overloaded && !self.dev_errors {
+                "internal server error".to_string()
+            } else {
+                self.error.message
+            };
         let mut body = serde_json::to_vec(&json!({
             "ok": false,
             "error": { "code": code.as_str(), "message": message },

@@ -23,7 +23,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{any, post},
 };
-use tower_http::{timeout::RequestBodyTimeoutLayer, trace::TraceLayer};
+use tower_http::trace::TraceLayer;
 
 use crate::{
     config::DEFAULT_MAX_REQUEST_BYTES,
@@ -33,10 +33,12 @@ use crate::{
 pub use bound::{Identify, bound_router};
 pub(crate) use error::ApiError;
 pub(crate) use fetch::fetch_request;
-pub use serve::{DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ServeOptions, serve};
+pub use serve::{
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ServeOptions, serve, shutdown_signal,
+};
 
-/// How long a client may take between two pieces of a request body.
-pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client may take to send a whole request body, by default.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The response header that carries the fuel a dispatch consumed.
 pub const FUEL_HEADER: &str = "x-fuel-consumed";
@@ -49,6 +51,9 @@ pub struct GatewayOptions {
     /// Whether 5xx responses carry the real message (else "internal server
     /// error").
     pub dev_errors: bool,
+    /// How long a client may take to send a whole request body, from the
+    /// end of its headers; a slower one gets 408. `None` waits forever.
+    pub body_read_timeout: Option<Duration>,
 }
 
 impl Default for GatewayOptions {
@@ -56,6 +61,7 @@ impl Default for GatewayOptions {
         Self {
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             dev_errors: true,
+            body_read_timeout: Some(DEFAULT_BODY_READ_TIMEOUT),
         }
     }
 }
@@ -74,7 +80,7 @@ impl AppState {
 
 /// The gateway's routes over `runtime`.
 pub fn router(runtime: Runtime, options: GatewayOptions) -> Router {
-    let limit = options.max_request_bytes;
+    let limits = BodyLimits::of(&options);
     let state = AppState {
         runtime,
         options: Arc::new(options),
@@ -89,18 +95,33 @@ pub fn router(runtime: Runtime, options: GatewayOptions) -> Router {
         .route("/fetch/{namespace}/{name}/{*rest}", any(fetch::handle))
         .fallback(not_found)
         .with_state(state);
-    layered(router, limit)
+    layered(router, limits)
 }
 
-/// The layers every gateway router gets: the body limit (refusing a
-/// declared oversize at once), the body read timeout, and tracing.
-fn layered(router: Router, limit: usize) -> Router {
+/// How much of a request body the gateway reads, and for how long.
+#[derive(Debug, Clone, Copy)]
+struct BodyLimits {
+    max_bytes: usize,
+    timeout: Option<Duration>,
+}
+
+impl BodyLimits {
+    fn of(options: &GatewayOptions) -> Self {
+        Self {
+            max_bytes: options.max_request_bytes,
+            timeout: options.body_read_timeout,
+        }
+    }
+}
+
+/// The layers every gateway router gets: the body read (with its size
+/// limit and deadline) before any handler runs, and tracing.
+fn layered(router: Router, limits: BodyLimits) -> Router {
     router
         .layer(middleware::from_fn(move |request, next| {
-            refuse_declared_oversize(limit, request, next)
+            read_body(limits, request, next)
         }))
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT))
+        .layer(DefaultBodyLimit::max(limits.max_bytes))
         .layer(TraceLayer::new_for_http().on_failure(()))
 }
 
@@ -114,18 +135,57 @@ async fn method_not_allowed() -> Response {
     ApiError::new(error, true).into_response()
 }
 
-/// Answers 413 at once to a request whose `Content-Length` is over the
-/// limit, before any of its body is read.
-async fn refuse_declared_oversize(limit: usize, request: Request, next: Next) -> Response {
+/// Reads the whole request body before the handler runs: 413 at once for
+/// a declared `Content-Length` over the limit, and as soon as more arrives;
+/// 408 when the body takes longer than the deadline in all (a client that
+/// trickles a byte at a time cannot hold a connection for long).
+async fn read_body(limits: BodyLimits, request: Request, next: Next) -> Response {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
+    if declared.is_some_and(|len| len > limits.max_bytes as u64) {
         return ApiError::new(too_large(), true).into_response();
     }
-    next.run(request).await
+    let (parts, body) = request.into_parts();
+    let reading = axum::body::to_bytes(body, limits.max_bytes);
+    let read = match limits.timeout {
+        Some(timeout) => match tokio::time::timeout(timeout, reading).await {
+            Ok(read) => read,
+            Err(_) => {
+                let error = DispatchError::new(
+                    ErrorCode::RequestTimeout,
+                    format!("the request body took longer than {timeout:?} to arrive"),
+                );
+                return ApiError::new(error, true).into_response();
+            }
+        },
+        None => reading.await,
+    };
+    match read {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        Err(e) if is_length_limit(&e) => ApiError::new(too_large(), true).into_response(),
+        Err(e) => {
+            let error = DispatchError::bad_request(format!("failed to read the request body: {e}"));
+            ApiError::new(error, true).into_response()
+        }
+    }
+}
+
+/// Whether a body read failed on the size limit.
+fn is_length_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 fn too_large() -> DispatchError {

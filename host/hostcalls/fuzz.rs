@@ -109,6 +109,7 @@ fn host_functions_survive_arbitrary_arguments() {
         storage: ObjectStorage::open(dir.path(), &id).unwrap(),
         stubs: Arc::new(NoStubs),
         alarms: Arc::new(AlarmIndex::open(dir.path(), &[dir.path()]).unwrap()),
+        memory_budget: Some(Arc::new(crate::engine::MemoryBudget::new(1 << 30))),
     };
     let limits = Limits {
         max_storage_bytes: 256 * 1024,

@@ -21,8 +21,14 @@ use wasmtime::{Caller, Linker, bail, error::Context, format_err};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 use crate::{
-    alarms::AlarmIndex, bundle::ClassMap, clock::SharedClock, config::Limits,
-    engine::MemoryLimiter, error::DispatchError, id::ObjectId, storage::ObjectStorage,
+    alarms::AlarmIndex,
+    bundle::ClassMap,
+    clock::SharedClock,
+    config::Limits,
+    engine::{MemoryBudget, MemoryLimiter},
+    error::DispatchError,
+    id::ObjectId,
+    storage::ObjectStorage,
 };
 
 /// The largest request a guest may send in one host call.
@@ -100,6 +106,12 @@ pub(crate) struct HostContext {
     log_lines: u32,
     /// The `--seed` in deterministic mode.
     pub(crate) seed: Option<u64>,
+    /// The memory all actors share, if it is bounded.
+    pub(crate) memory_budget: Option<Arc<MemoryBudget>>,
+    /// In deterministic mode, host time minus the guest's logical time when
+    /// the actor started: alarm times the guest sets and reads are
+    /// logical, and are moved by this much to the host's clock.
+    pub(crate) logical_offset_ms: Option<i64>,
     /// Random bytes for `crypto.getRandomValues` and friends.
     pub(crate) random: rand::rngs::StdRng,
     /// The answer to the last `host_call`, until the guest fetches it.
@@ -123,6 +135,8 @@ pub(crate) struct ObjectServices {
     pub(crate) stubs: Arc<dyn StubDispatcher>,
     /// The alarm index.
     pub(crate) alarms: Arc<AlarmIndex>,
+    /// The memory all actors share, if it is bounded.
+    pub(crate) memory_budget: Option<Arc<MemoryBudget>>,
 }
 
 impl HostContext {
@@ -137,6 +151,8 @@ impl HostContext {
         Self {
             random: time::actor_rng(&id, limits.seed, "js"),
             seed: limits.seed,
+            logical_offset_ms: limits.seed.map(|_| time::logical_offset_ms(clock.now_ms())),
+            memory_budget: services.memory_budget,
             id,
             storage: Some(services.storage),
             limits,
@@ -158,6 +174,8 @@ impl HostContext {
         Self {
             random: time::actor_rng(&id, limits.seed, "js"),
             seed: limits.seed,
+            logical_offset_ms: None,
+            memory_budget: None,
             id,
             storage: None,
             limits,
@@ -184,7 +202,7 @@ impl ActorState {
                 .insecure_random(time::actor_rng(&host.id, host.seed, "wasi-insecure"))
                 .insecure_random_seed(0);
         }
-        let limiter = MemoryLimiter::new(host.limits.max_memory);
+        let limiter = MemoryLimiter::new(host.limits.max_memory, host.memory_budget.clone());
         Self {
             wasi: wasi.build_p1(),
             limiter,

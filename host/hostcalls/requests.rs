@@ -196,10 +196,12 @@ fn perform(host: &mut HostContext, request: HostRequest) -> Result<Value, Refusa
             set_alarm(host, time)?;
             Ok(Value::Null)
         }
-        HostRequest::GetAlarm => Ok(storage(host)?
-            .alarm()
-            .map_err(storage_error)?
-            .map_or(Value::Null, |alarm| Value::from(alarm.due_ms))),
+        HostRequest::GetAlarm => {
+            let alarm = storage(host)?.alarm().map_err(storage_error)?;
+            Ok(alarm.map_or(Value::Null, |alarm| {
+                Value::from(guest_alarm_time(host, alarm.due_ms))
+            }))
+        }
         HostRequest::DeleteAlarm => {
             storage(host)?.delete_alarm().map_err(storage_error)?;
             host.alarm_changed = true;
@@ -254,7 +256,7 @@ fn set_alarm(host: &mut HostContext, time: f64) -> Result<(), DispatchError> {
             "setAlarm needs a positive time in milliseconds since the epoch, got {time}"
         )));
     }
-    let due_ms = time.trunc() as u64;
+    let due_ms = host_alarm_time(host, time.trunc() as u64);
     let alarms = host.alarms.clone().ok_or_else(|| {
         DispatchError::bad_request("alarms are not available while the bundle loads")
     })?;
@@ -268,6 +270,23 @@ fn set_alarm(host: &mut HostContext, time: f64) -> Result<(), DispatchError> {
     storage(host)?.set_alarm(alarm).map_err(storage_error)?;
     host.alarm_changed = true;
     Ok(())
+}
+
+/// The host time of an alarm the guest sets for `guest_ms` (the same
+/// outside deterministic mode).
+fn host_alarm_time(host: &HostContext, guest_ms: u64) -> u64 {
+    match host.logical_offset_ms {
+        Some(offset) => guest_ms.saturating_add_signed(offset).max(1),
+        None => guest_ms,
+    }
+}
+
+/// The guest's time of an alarm due at host time `due_ms`.
+fn guest_alarm_time(host: &HostContext, due_ms: u64) -> u64 {
+    match host.logical_offset_ms {
+        Some(offset) => due_ms.saturating_add_signed(offset.saturating_neg()).max(1),
+        None => due_ms,
+    }
 }
 
 fn storage(host: &HostContext) -> Result<&ObjectStorage, DispatchError> {

@@ -114,6 +114,14 @@ fn clock_time_get(
     Ok(0)
 }
 
+/// Host time minus logical time for an actor started at host time
+/// `host_now_ms` (its logical clock starts at [`DETERMINISTIC_EPOCH_MS`]).
+pub(crate) fn logical_offset_ms(host_now_ms: u64) -> i64 {
+    let host = i64::try_from(host_now_ms).unwrap_or(i64::MAX);
+    let epoch = i64::try_from(DETERMINISTIC_EPOCH_MS).unwrap_or(i64::MAX);
+    host.saturating_sub(epoch)
+}
+
 /// The random generator of the actor serving `id`: seeded from `seed` and
 /// the object in deterministic mode, from the operating system otherwise.
 pub(crate) fn actor_rng(id: &ObjectId, seed: Option<u64>, stream: &str) -> StdRng {

@@ -94,6 +94,7 @@ impl Runtime {
     /// actor and its database; then releases the storage roots (unless a
     /// dispatch is still running), so another runtime may open them.
     pub async fn shutdown(&self, grace: Duration) -> ShutdownReport {
+        let deadline = Instant::now() + grace;
         self.shared.stopping.store(true, Ordering::SeqCst);
         let background = self
             .shared
@@ -103,11 +104,18 @@ impl Runtime {
             .take();
         if let Some(background) = background {
             let _ = background.stop.send(true);
+            // A loop in the middle of a long dispatch (an alarm) stops when
+            // it ends; the drain below waits for that dispatch anyway.
             for task in background.tasks {
-                let _ = task.await;
+                if tokio::time::timeout_at(deadline.into(), task)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
             }
         }
-        let still_busy = self.shared.registry.drain(Instant::now() + grace).await;
+        let still_busy = self.shared.registry.drain(deadline).await;
         if still_busy > 0 {
             tracing::warn!(still_busy, "shutdown left dispatches running");
         } else {

@@ -51,7 +51,7 @@ use crate::{
     alarms::AlarmIndex,
     bundle::{Bundle, BundleError, ClassMap, Image, Manifest, resolve_classes},
     config::RuntimeConfig,
-    engine::{EngineOptions, GuestEngine, HOST_STACK_MARGIN},
+    engine::{EngineOptions, GuestEngine, HOST_STACK_MARGIN, MemoryBudget, Reclaim},
     error::{DispatchError, ErrorCode},
     events::{Event, StopReason},
     hostcalls::{CallContext, HostContext, ObjectServices, StubDispatcher},
@@ -85,6 +85,8 @@ struct Shared {
     stopping: AtomicBool,
     /// The storage roots' locks, held until shutdown or drop.
     locks: Mutex<Vec<RootLock>>,
+    /// The memory all actors share, when it is bounded.
+    memory_budget: Option<Arc<MemoryBudget>>,
 }
 
 /// Why a runtime could not be built.
@@ -181,6 +183,13 @@ impl Runtime {
                 config.limits.max_memory
             )));
         }
+        if config.limits.max_wasm_stack > crate::config::MAX_WASM_STACK {
+            return Err(StartError::Engine(anyhow::anyhow!(
+                "max_wasm_stack is {} bytes; the guest's own stack allows at most {}",
+                config.limits.max_wasm_stack,
+                crate::config::MAX_WASM_STACK
+            )));
+        }
         let engine = GuestEngine::new(&EngineOptions {
             max_wasm_stack: config.limits.max_wasm_stack,
             max_memory: config.limits.max_memory,
@@ -213,7 +222,11 @@ impl Runtime {
         let alarms = AlarmIndex::open(&config.storage_root, &config.storage_roots())
             .context("failed to load the alarm index")
             .map_err(StartError::Engine)?;
-        Ok(Self {
+        let memory_budget = config
+            .eviction
+            .max_total_memory
+            .map(|limit| Arc::new(MemoryBudget::new(limit)));
+        let runtime = Self {
             shared: Arc::new(Shared {
                 engine,
                 image,
@@ -227,8 +240,13 @@ impl Runtime {
                 background: Mutex::new(None),
                 stopping: AtomicBool::new(false),
                 locks: Mutex::new(locks),
+                memory_budget,
             }),
-        })
+        };
+        if let Some(budget) = &runtime.shared.memory_budget {
+            budget.set_reclaim(Reclaimer(Arc::downgrade(&runtime.shared)));
+        }
+        Ok(runtime)
     }
 
     /// The namespaces served and their classes.
@@ -249,6 +267,12 @@ impl Runtime {
     /// How many objects currently have a live actor (or one starting).
     pub fn live_objects(&self) -> usize {
         self.shared.registry.live_count()
+    }
+
+    /// The bytes of the memory budget (`max_total_memory`) the live actors
+    /// hold; `None` without a budget.
+    pub fn memory_in_use(&self) -> Option<u64> {
+        self.shared.memory_budget.as_ref().map(|b| b.used())
     }
 
     /// How many objects the alarm schedule holds (objects that have, or may
@@ -622,6 +646,7 @@ impl Runtime {
             storage,
             stubs: Arc::new(Stubs(Arc::downgrade(shared))),
             alarms: shared.alarms.clone(),
+            memory_budget: shared.memory_budget.clone(),
         };
         let host = HostContext::for_object(
             id.clone(),
@@ -630,6 +655,12 @@ impl Runtime {
             shared.classes.clone(),
             shared.config.clock.clone(),
         );
+        if shared.engine.pool_is_full() {
+            // Busy actors hold every slot but the idle ones; free one.
+            for evicted in shared.registry.evict_least_recent(1) {
+                self.stopped(&evicted, StopReason::LiveLimit);
+            }
+        }
         let mut actor = Actor::instantiate(&shared.engine, &shared.image.pre, host)?;
         actor.construct(class, shared.classes.namespaces().collect(), context)?;
         shared.actor_starts.fetch_add(1, Ordering::Relaxed);
@@ -691,6 +722,37 @@ pub fn build_image(
 fn pool_slots(max_live_objects: usize) -> u32 {
     let spare = (max_live_objects / 4).max(64);
     u32::try_from(max_live_objects + spare).unwrap_or(u32::MAX)
+}
+
+/// Evicts idle actors when the memory budget is full, without keeping the
+/// runtime alive.
+struct Reclaimer(Weak<Shared>);
+
+/// How many idle actors one round of reclaiming evicts.
+const RECLAIM_BATCH: usize = 8;
+
+impl Reclaim for Reclaimer {
+    fn reclaim(&self, bytes: u64) -> bool {
+        let Some(shared) = self.0.upgrade() else {
+            return false;
+        };
+        let Some(budget) = shared.memory_budget.clone() else {
+            return false;
+        };
+        let runtime = Runtime { shared };
+        let mut freed = false;
+        while budget.limit().saturating_sub(budget.used()) < bytes {
+            let evicted = runtime.shared.registry.evict_least_recent(RECLAIM_BATCH);
+            if evicted.is_empty() {
+                break;
+            }
+            freed = true;
+            for id in &evicted {
+                runtime.stopped(id, StopReason::MemoryPressure);
+            }
+        }
+        freed
+    }
 }
 
 /// Routes stub calls back into the runtime without keeping it alive.

@@ -11,7 +11,10 @@
 //! for its lock. The evictor therefore marks the slot *retired* while
 //! holding its lock; a dispatcher that finds its slot retired fetches the
 //! current one from the map again, so two slots (and two actors) never serve
-//! one object at the same time.
+//! one object at the same time. The evictor keeps the slot in the map, and
+//! its lock held, until the actor is dropped and its database closed, so a
+//! new actor for the object never opens the database while the old one is
+//! still closing it.
 
 use std::{
     collections::HashMap,
@@ -180,36 +183,47 @@ impl Registry {
 
     /// Evicts the actor of `id` if it is idle; true if one was evicted.
     pub(super) fn evict(&self, id: &ObjectId) -> bool {
-        let mut slots = self.map();
-        let Some(actor) = slots.get(id).and_then(|slot| retire(slot)) else {
+        let retiring = self.map().get(id).and_then(|slot| retire(id, slot));
+        let Some(retiring) = retiring else {
             return false;
         };
-        slots.remove(id);
-        drop(slots);
-        actor.is_some()
+        !self.finish_retiring(vec![retiring]).is_empty()
     }
 
     /// Evicts every idle actor last used at or before `cutoff_ms`, and drops
     /// such slots that have no actor; returns the evicted objects.
     pub(super) fn evict_idle(&self, cutoff_ms: u64) -> Vec<ObjectId> {
-        let mut slots = self.map();
+        let retiring: Vec<Retiring> = self
+            .map()
+            .iter()
+            .filter(|(_, slot)| slot.last_used_ms.load(Ordering::Relaxed) <= cutoff_ms)
+            .filter_map(|(id, slot)| retire(id, slot))
+            .collect();
+        self.finish_retiring(retiring)
+    }
+
+    /// Drops the actors of retired slots (closing their databases) without
+    /// the map's lock, then removes the slots and releases them; returns the
+    /// objects whose actor was dropped.
+    fn finish_retiring(&self, mut retiring: Vec<Retiring>) -> Vec<ObjectId> {
         let mut evicted = Vec::new();
-        let mut actors = Vec::new();
-        slots.retain(|id, slot| {
-            if slot.last_used_ms.load(Ordering::Relaxed) > cutoff_ms {
-                return true;
+        for entry in &mut retiring {
+            if entry.state.actor.take().is_some() {
+                evicted.push(entry.id.clone());
             }
-            let Some(actor) = retire(slot) else {
-                return true;
-            };
-            if let Some(actor) = actor {
-                evicted.push(id.clone());
-                actors.push(actor);
+        }
+        let mut slots = self.map();
+        for entry in &retiring {
+            if slots
+                .get(&entry.id)
+                .is_some_and(|slot| Arc::ptr_eq(slot, &entry.slot))
+            {
+                slots.remove(&entry.id);
             }
-            false
-        });
+        }
         drop(slots);
-        drop(actors);
+        // Waiters wake now, find the slot retired and take a new one.
+        drop(retiring);
         evicted
     }
 
@@ -220,6 +234,12 @@ impl Registry {
         if live <= max {
             return Vec::new();
         }
+        self.evict_least_recent(live - max)
+    }
+
+    /// Evicts the `count` least recently used idle actors (fewer when fewer
+    /// are idle); returns the evicted objects.
+    pub(super) fn evict_least_recent(&self, count: usize) -> Vec<ObjectId> {
         let mut idle: Vec<(u64, ObjectId)> = self
             .map()
             .iter()
@@ -227,8 +247,7 @@ impl Registry {
             .map(|(id, slot)| (slot.last_used_ms.load(Ordering::Relaxed), id.clone()))
             .collect();
         idle.sort_unstable_by_key(|(last_used, _)| *last_used);
-        let excess = live - max;
-        let oldest: Vec<ObjectId> = idle.into_iter().take(excess).map(|(_, id)| id).collect();
+        let oldest: Vec<ObjectId> = idle.into_iter().take(count).map(|(_, id)| id).collect();
         oldest.into_iter().filter(|id| self.evict(id)).collect()
     }
 
@@ -286,12 +305,23 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// Retires an idle slot and takes its actor out: `None` when the slot is
-/// busy, else the actor it had (dropped by the caller once the map's lock is
-/// released, since dropping closes the database).
-fn retire(slot: &Slot) -> Option<Option<Actor>> {
-    let mut state = slot.state.try_lock().ok()?;
+/// A slot being retired, held until its actor is dropped.
+struct Retiring {
+    id: ObjectId,
+    slot: Arc<Slot>,
+    state: OwnedMutexGuard<SlotState>,
+}
+
+/// Retires an idle slot: `None` when the slot is busy. Its actor is dropped
+/// by [`Registry::finish_retiring`] once the map's lock is released, since
+/// dropping closes the database.
+fn retire(id: &ObjectId, slot: &Arc<Slot>) -> Option<Retiring> {
+    let mut state = slot.state.clone().try_lock_owned().ok()?;
     state.commit_batch();
     state.retired = true;
-    Some(state.actor.take())
+    Some(Retiring {
+        id: id.clone(),
+        slot: slot.clone(),
+        state,
+    })
 }

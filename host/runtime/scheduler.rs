@@ -174,7 +174,9 @@ impl Runtime {
             return Ok(AlarmOutcome::NotDue);
         };
         let policy = self.shared.config.alarms.retry;
-        let next = alarms::schedule_retry(&storage, due, now_ms, &policy).map_err(storage_error)?;
+        let failed_ms = self.shared.config.clock.now_ms();
+        let next =
+            alarms::schedule_retry(&storage, due, failed_ms, &policy).map_err(storage_error)?;
         storage.end(true).map_err(storage_error)?;
         storage.commit().map_err(storage_error)?;
         if let Err(e) = self.shared.alarms.set(id, next) {

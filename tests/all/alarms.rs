@@ -320,6 +320,118 @@ async fn the_live_object_limit_evicts_the_least_recently_used() {
     assert_eq!(server.runtime.live_objects(), 3);
 }
 
+#[tokio::test]
+async fn a_failed_alarm_is_retried_one_delay_after_it_failed_not_after_it_started() {
+    // The handler runs until the clock moves (the test moves it), then
+    // throws: like a handler that ran until its deadline.
+    const SLOW_ALARM: &str = r#"
+        class Slow {
+          constructor(state) { this.state = state; }
+          arm(at) { this.state.storage.setAlarm(at); return true; }
+          next() { return this.state.storage.getAlarm(); }
+          alarm() {
+            const started = Date.now();
+            while (Date.now() === started) {}
+            throw new Error('failed after ' + (Date.now() - started) + ' ms');
+          }
+        }
+        exports.objects = { Slow };
+    "#;
+    let clock = ManualClock::new(T0);
+    let server = ServerBuilder::new(go_go_objects::bundle::Bundle::from_source(
+        "slow-alarm.js",
+        SLOW_ALARM,
+    ))
+    .clock(&clock)
+    .limits(|l| l.cpu_fuel = u64::MAX)
+    .start()
+    .await;
+    server.call("SLOW", "s", "arm", json!([T0])).await;
+    let runtime = server.runtime.clone();
+    let running = tokio::spawn(async move { runtime.run_due_alarms().await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    clock.advance(secs(10));
+    assert_eq!(running.await.unwrap(), 1);
+    assert_eq!(
+        server.call("SLOW", "s", "next", json!([])).await,
+        T0 + 10_000 + 2_000,
+        "the first retry waits --alarm-retry-delay from the failure"
+    );
+}
+
+/// Sets alarms relative to the guest's clock and reports what it reads.
+const RELATIVE_ALARM: &str = r#"
+    class Timer {
+      constructor(state) { this.state = state; }
+      inAnHour() {
+        const at = Date.now() + 3600000;
+        this.state.storage.setAlarm(at);
+        return { now: Date.now(), at, read: this.state.storage.getAlarm() };
+      }
+      alarm() { this.state.storage.put('fired', (this.state.storage.get('fired') || 0) + 1); }
+      fired() { return this.state.storage.get('fired') || 0; }
+      refuse(value) {
+        try { this.state.storage.setAlarm(value); return 'accepted'; }
+        catch (e) { return e.name + ': ' + e.message; }
+      }
+    }
+    exports.objects = { Timer };
+"#;
+
+#[tokio::test]
+async fn deterministic_alarms_keep_their_distance_from_the_logical_clock() {
+    let clock = ManualClock::new(T0);
+    let server = ServerBuilder::new(go_go_objects::bundle::Bundle::from_source(
+        "timer.js",
+        RELATIVE_ALARM,
+    ))
+    .clock(&clock)
+    .limits(|l| l.seed = Some(7))
+    .start()
+    .await;
+    let set = server.call("TIMER", "t", "inAnHour", json!([])).await;
+    let at = set["at"].as_u64().unwrap();
+    assert!(
+        at < 1_800_000_000_000,
+        "the guest's clock is logical (2026): {set}"
+    );
+    assert_eq!(set["read"], at, "getAlarm reads what was set");
+
+    // Due an hour of host time from now, not at once.
+    assert_eq!(server.runtime.run_due_alarms().await, 0);
+    clock.advance(secs(3590));
+    assert_eq!(server.runtime.run_due_alarms().await, 0);
+    clock.advance(secs(20));
+    assert_eq!(server.runtime.run_due_alarms().await, 1);
+    assert_eq!(server.call("TIMER", "t", "fired", json!([])).await, 1);
+}
+
+#[tokio::test]
+async fn bad_alarm_times_say_what_is_wrong() {
+    let server = ServerBuilder::new(go_go_objects::bundle::Bundle::from_source(
+        "timer.js",
+        RELATIVE_ALARM,
+    ))
+    .start()
+    .await;
+    let refuse = |value: Value| {
+        let server = &server;
+        async move {
+            let reply = server.call("TIMER", "t", "refuse", json!([value])).await;
+            reply.as_str().unwrap().to_string()
+        }
+    };
+    assert!(refuse(json!(0.5)).await.contains("at least 1"));
+    assert!(refuse(json!(-3)).await.contains("at least 1"));
+    assert!(
+        refuse(json!(9_007_199_254_740_991_u64))
+            .await
+            .contains("past the latest time a Date can hold")
+    );
+    assert!(refuse(json!("soon")).await.starts_with("TypeError"));
+    assert_eq!(refuse(json!(1.9)).await, "accepted");
+}
+
 // ---- case 10: scheduling ---------------------------------------------------
 
 #[tokio::test]
@@ -707,6 +819,45 @@ async fn sigterm_lets_running_dispatches_finish_and_exits_cleanly() {
             .result(),
         5
     );
+}
+
+#[tokio::test]
+async fn sigterm_waits_one_shutdown_timeout_in_all_for_a_dispatch_that_never_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("storage");
+    let bundle = fixtures().join("reference/objects.js");
+    let mut server = BinaryServer::start(&[
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "--storage",
+        storage.to_str().unwrap(),
+        "--cpu-fuel",
+        "0",
+        "--cpu-timeout",
+        "0",
+        "--shutdown-timeout",
+        "3s",
+    ]);
+    let base = server.base.clone();
+    // Ten minutes of spinning: far past any timeout of this test.
+    let _stuck =
+        tokio::spawn(async move { post_json(&base, "/rpc/COUNTER/stuck/spin", "[600000]").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let signalled = std::time::Instant::now();
+    let pid = server.child.id().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || server.child.wait().unwrap())
+        .await
+        .unwrap();
+    let took = signalled.elapsed();
+    assert!(exit.success(), "exit status {exit:?}");
+    // The requests' wait and the actors' drain share the 3 s (it was once
+    // 3 s each); the bound leaves room for a slow machine.
+    assert!(took < Duration::from_millis(5500), "took {took:?}");
 }
 
 #[tokio::test]

@@ -423,3 +423,51 @@ async fn the_same_dispatch_on_a_fresh_object_costs_the_same_fuel() {
     assert!(more.iter().all(|&f| f == more[0]), "fuel differs: {more:?}");
     assert_ne!(more[0], fuels[0], "different work costs different fuel");
 }
+
+#[tokio::test]
+async fn the_response_limit_counts_the_result_not_its_envelope() {
+    const SIZED: &str = r#"
+        class Sized {
+          text(n) { return 'y'.repeat(n); }
+          async fetch(request) {
+            const n = Number(request.query.n);
+            return { status: 200, headers: { 'x-big': 'h'.repeat(1000) }, body: '"'.repeat(n) };
+          }
+        }
+        exports.objects = { Sized };
+    "#;
+    const LIMIT: usize = 1 << 20;
+    let server = ServerBuilder::new(go_go_objects::bundle::Bundle::from_source(
+        "sized.js", SIZED,
+    ))
+    .limits(|l| l.max_response_bytes = LIMIT)
+    .start()
+    .await;
+    // A body of quotes doubles in the guest's JSON envelope; only the body
+    // counts.
+    let exact = server
+        .request("GET", &format!("/fetch/SIZED/s/?n={LIMIT}"))
+        .await;
+    assert_eq!(exact.status, 200, "{}", exact.text);
+    assert_eq!(exact.text.len(), LIMIT);
+    let over = server
+        .request("GET", &format!("/fetch/SIZED/s/?n={}", LIMIT + 1))
+        .await;
+    assert_eq!(over.status, 500);
+    assert!(
+        over.message().contains("--max-response-bytes"),
+        "{}",
+        over.text
+    );
+
+    // An RPC result counts as its JSON: the string and its two quotes.
+    let rpc = server.rpc("SIZED", "s", "text", json!([LIMIT - 2])).await;
+    assert_eq!(rpc.status, 200);
+    let rpc = server.rpc("SIZED", "s", "text", json!([LIMIT - 1])).await;
+    assert_eq!(rpc.status, 500);
+    assert!(
+        rpc.message().contains(&format!("{} bytes", LIMIT + 1)),
+        "{}",
+        rpc.text
+    );
+}

@@ -255,8 +255,8 @@ async fn bound_dispatchers_validate_their_inputs() {
 
 // ---- the example application ----------------------------------------------------
 
-#[tokio::test]
-async fn the_example_application_serves_its_routes_and_per_user_counters() {
+/// Starts the example on an ephemeral port; returns it and its address.
+fn start_example(storage: &std::path::Path, extra: &[&str]) -> (std::process::Child, String) {
     let exe = std::env::current_exe().unwrap();
     let example = exe
         .parent()
@@ -268,10 +268,12 @@ async fn the_example_application_serves_its_routes_and_per_user_counters() {
         "cargo test builds examples: {}",
         example.display()
     );
-    let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(&example)
         .args(["--addr", "127.0.0.1:0", "--storage"])
-        .arg(dir.path())
+        .arg(storage)
+        .args(extra)
+        .env_remove("EXAMPLE_BINDING_KEY")
+        .env_remove("EXAMPLE_ADMIN_TOKEN")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -282,6 +284,13 @@ async fn the_example_application_serves_its_routes_and_per_user_counters() {
         .strip_prefix("example listening on ")
         .unwrap()
         .to_string();
+    (child, base)
+}
+
+#[tokio::test]
+async fn the_example_application_serves_its_routes_and_per_user_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, base) = start_example(dir.path(), &["--admin-token", "s3cret"]);
 
     let client = reqwest::Client::new();
     let as_user = |user: &'static str, path: &'static str, body: &'static str| {
@@ -315,14 +324,48 @@ async fn the_example_application_serves_its_routes_and_per_user_counters() {
         .unwrap();
     assert_eq!(who.text().await.unwrap(), "alice");
     assert_eq!(
-        post_json(&base, "/do/rpc/COUNTER/global/increment", "[1]")
-            .await
-            .result(),
-        1
-    );
-    assert_eq!(
         post_json(&base, "/me/rpc/COUNTER/value", "[]").await.status,
         401
+    );
+
+    // The raw gateway needs the admin token.
+    assert_eq!(
+        post_json(&base, "/do/rpc/COUNTER/global/increment", "[1]")
+            .await
+            .status,
+        401
+    );
+    let admin = client
+        .post(format!("{base}/do/rpc/COUNTER/global/increment"))
+        .header("authorization", "Bearer s3cret")
+        .body("[1]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read(admin).await.result(), 1);
+
+    // The binding key was made once, private, and survives a restart.
+    let key = dir.path().join("binding.key");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let _ = child.kill();
+    let _ = child.wait();
+    let (mut child, base) = start_example(dir.path(), &[]);
+    let again = client
+        .post(format!("{base}/me/rpc/COUNTER/value"))
+        .header("x-user", "alice")
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read(again).await.result(), 4, "alice finds her counter");
+    assert_eq!(
+        post_json(&base, "/do/rpc/COUNTER/global/value", "[]")
+            .await
+            .status,
+        404,
+        "no raw gateway without an admin token"
     );
     let _ = child.kill();
     let _ = child.wait();

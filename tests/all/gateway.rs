@@ -337,3 +337,46 @@ async fn a_client_that_trickles_its_headers_is_cut_off() {
     let reply = crate::support::post_json(&server.base, "/rpc/COUNTER/x/increment", "[1]").await;
     assert_eq!(reply.result(), 1, "other clients are served");
 }
+
+#[tokio::test]
+async fn a_client_that_trickles_its_body_gets_408_within_the_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = ServerBuilder::new(fixture("reference/objects.js"))
+        .gateway(|g| g.body_read_timeout = Some(std::time::Duration::from_millis(800)))
+        .start()
+        .await;
+    let stream = tokio::net::TcpStream::connect(server.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    writer
+        .write_all(
+            b"POST /rpc/COUNTER/x/increment HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n[",
+        )
+        .await
+        .unwrap();
+    // One byte every 200 ms: each gap is short, the whole body is not.
+    let trickle = tokio::spawn(async move {
+        for _ in 0..50 {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            if writer.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+    });
+    let started = std::time::Instant::now();
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), reader.read(&mut answer))
+        .await
+        .expect("answered before the body was complete")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "cut off at the deadline, not after the whole trickle"
+    );
+    trickle.abort();
+    assert_eq!(server.database_count(), 0, "no actor started");
+}

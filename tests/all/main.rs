@@ -10,6 +10,7 @@
 
 mod alarms;
 mod bundles;
+mod capacity;
 mod cases;
 mod commits;
 mod crash;

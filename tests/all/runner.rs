@@ -208,6 +208,8 @@ fn exit_codes_storage_reports_and_fetch() {
     );
     let (_, second, _) = run(&["--storage", storage, "COUNTER/c", "--method", "increment"]);
     assert_eq!(second["result"], 3, "state persists in --storage");
+    let (code, _, stderr) = run(&["COUNTER/c", "--method", "increment", "--fuel-limit", "0"]);
+    assert_eq!(code, 2, "a fuel limit of 0 is a usage error: {stderr}");
     let (code, fetched, _) = run(&["--storage", storage, "COUNTER/c", "--fetch", "/count"]);
     assert_eq!(code, 0);
     assert_eq!(fetched["response"]["status"], 200);

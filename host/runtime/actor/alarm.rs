@@ -89,6 +89,9 @@ impl Actor {
         let input = serde_json::to_vec(&input).expect("alarm input encodes");
         let result = self.call_checked(Entry::Dispatch, &input, context);
         let keep = self.keeps_writes(&result);
+        // The backoff counts from the failure, not from the start of a
+        // handler that ran until its deadline.
+        let ended_ms = self.store.data().host().clock.now_ms();
 
         // A failure keeps the alarm the handler set, unless it set none.
         let mut next = if result.is_ok() {
@@ -98,12 +101,12 @@ impl Actor {
         };
 
         if keep && result.is_err() && self.storage()?.alarm().map_err(storage_error)?.is_none() {
-            next = self.retry(due, now_ms, policy)?;
+            next = self.retry(due, ended_ms, policy)?;
         }
         self.finish(keep)?;
         if !keep {
             self.begin()?;
-            next = self.retry(due, now_ms, policy)?;
+            next = self.retry(due, ended_ms, policy)?;
             self.store.data_mut().host_mut().alarm_changed = true;
             self.finish(true)?;
         }

@@ -23,7 +23,7 @@ pub(crate) use alarm::AlarmOutcome;
 use super::envelope::{DispatchKind, DispatchOutput, DispatchValue, FetchResponse};
 use crate::{
     bundle::{Bundle, ExportInfo},
-    engine::{EPOCH_TICK, GuestEngine, Preinitializer, out_of_fuel, trap_to_error},
+    engine::{EPOCH_TICK, GuestEngine, Preinitializer, Refusal, out_of_fuel, trap_to_error},
     error::{DispatchError, ErrorCode},
     hostcalls::{ActorState, CallContext, HostContext},
 };
@@ -35,6 +35,25 @@ struct OutputTooLarge {
     len: usize,
     max: usize,
 }
+
+/// The error of an actor refused memory because all actors together hold
+/// the runtime's budget, and no idle one was left to evict.
+fn server_memory_full(host: &HostContext) -> DispatchError {
+    let (limit, used) = host
+        .memory_budget
+        .as_ref()
+        .map_or((0, 0), |b| (b.limit(), b.used()));
+    DispatchError::new(
+        ErrorCode::Overloaded,
+        format!(
+            "the server's memory for objects is in use by busy objects ({used} of {limit} bytes, \
+             --max-total-memory); retry later"
+        ),
+    )
+}
+
+/// Room for a fetch response's status and headers around its body.
+const ENVELOPE_SLACK: usize = 1 << 20;
 
 /// Fuel a call may use past its budget before wasmtime's next check traps
 /// it; see [`Actor::call`].
@@ -123,6 +142,15 @@ impl Actor {
         host: HostContext,
     ) -> Result<Self, DispatchError> {
         let start_failed = |what: &str, e: wasmtime::Error| {
+            if e.is::<wasmtime::PoolConcurrencyLimitError>() {
+                return DispatchError::new(
+                    ErrorCode::Overloaded,
+                    format!(
+                        "every instance slot is taken by a busy object ({e}); retry later, or \
+                         raise --max-live-objects"
+                    ),
+                );
+            }
             DispatchError::new(
                 ErrorCode::ActorStartFailed,
                 format!("failed to {what}: {e:#}"),
@@ -137,9 +165,16 @@ impl Actor {
                 .map_err(|e| start_failed("set fuel", e))?;
         }
         store.set_epoch_deadline(NO_DEADLINE);
-        let instance = pre
-            .instantiate(&mut store)
-            .map_err(|e| start_failed("instantiate the guest", e))?;
+        let instance = match pre.instantiate(&mut store) {
+            Ok(instance) => instance,
+            Err(e) => {
+                let refused = store.data_mut().limiter_mut().take_refused();
+                if refused == Some(Refusal::ServerBudget) {
+                    return Err(server_memory_full(store.data().host()));
+                }
+                return Err(start_failed("instantiate the guest", e));
+            }
+        };
         let exports = Exports::resolve(&instance, &mut store)
             .map_err(|e| start_failed("link the guest", e))?;
         Ok(Self {
@@ -241,6 +276,19 @@ impl Actor {
                 })?)
             }
         };
+        let len = match &value {
+            DispatchValue::Rpc(raw) => raw.get().len(),
+            DispatchValue::Fetch(response) => response.body.as_ref().map_or(0, String::len),
+        };
+        let max = self.store.data().host().limits.max_response_bytes;
+        if len > max {
+            let mut error = DispatchError::new(
+                ErrorCode::ExecutionError,
+                OutputTooLarge { len, max }.to_string(),
+            );
+            error.fuel_consumed = Some(fuel_consumed);
+            return Err(error);
+        }
         Ok(DispatchOutput {
             value,
             fuel_consumed,
@@ -419,15 +467,18 @@ impl Actor {
         }
         self.store.set_epoch_deadline(NO_DEADLINE);
 
-        if refused {
+        if let Some(refusal) = refused {
             self.poisoned = true;
-            return Err(DispatchError::new(
-                ErrorCode::OutOfMemory,
-                format!(
-                    "the object ran out of memory (limit {} bytes, --max-memory)",
-                    limits.max_memory
+            return Err(match refusal {
+                Refusal::ActorLimit => DispatchError::new(
+                    ErrorCode::OutOfMemory,
+                    format!(
+                        "the object ran out of memory (limit {} bytes, --max-memory)",
+                        limits.max_memory
+                    ),
                 ),
-            ));
+                Refusal::ServerBudget => server_memory_full(self.store.data().host()),
+            });
         }
         let (status_word, output) = result.map_err(|e| {
             if let Some(too_large) = e.downcast_ref::<OutputTooLarge>() {
@@ -479,8 +530,11 @@ impl Actor {
 
         let out_ptr = self.exports.output_ptr.call(&mut self.store, ())? as u32 as usize;
         let out_len = self.exports.output_len.call(&mut self.store, ())? as u32 as usize;
+        // The output is the result in the guest's JSON envelope; the
+        // result itself is measured once decoded (see `dispatch`). JSON
+        // escapes make the envelope at most six times larger.
         let max = self.store.data().host().limits.max_response_bytes;
-        if out_len > max {
+        if out_len > max.saturating_mul(6).saturating_add(ENVELOPE_SLACK) {
             return Err(wasmtime::Error::new(OutputTooLarge { len: out_len, max }));
         }
         let mut output = vec![0u8; out_len];
