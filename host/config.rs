@@ -56,7 +56,7 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_IDLE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Default bound on live actors. Each holds its instance (about 0.6 MiB
-/// resident) and three open files (its database and WAL files).
+/// resident) and two open files (its database and its WAL).
 pub const DEFAULT_MAX_LIVE_OBJECTS: usize = 1000;
 
 /// Default bound on the time shutdown waits for in-flight dispatches.

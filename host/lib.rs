@@ -25,23 +25,31 @@
 //! [`events`] reports what happens to observers.
 //!
 //! [`bundle`] reads bundles and manifests and derives namespaces; [`id`]
-
 //! validates object identities; [`clock`] is the time source of alarms,
 //! eviction and `Date.now()` in JavaScript.
 //!
 //! # Example
 //!
-//! Serve the built-in counter on an ephemeral port, nested under `/do`:
+//! Serve the built-in counter nested under `/do`, after one call from Rust
+//! code, until SIGINT or SIGTERM:
 //!
 //! ```no_run
-//! use go_go_objects::{bundle::Bundle, config::RuntimeConfig, gateway, runtime::Runtime};
+//! use go_go_objects::{ObjectId, bundle::Bundle, gateway, runtime::Runtime};
 //!
 //! # async fn run() -> anyhow::Result<()> {
-//! let runtime = Runtime::new(Bundle::builtin_counter(), None, RuntimeConfig::default())?;
-//! runtime.start_background(); // alarms and idle eviction
+//! let runtime = Runtime::builder(Bundle::builtin_counter())
+//!     .storage_root("./var/durable-objects")
+//!     .limits(|limits| limits.cpu_fuel = 1_000_000_000)
+//!     .start() // also starts the alarm and eviction loops
+//!     .await?;
+//! let count = runtime
+//!     .rpc(&ObjectId::new("COUNTER", "global")?, "increment", vec![1.into()])
+//!     .await?;
+//! println!("the counter is at {count}");
+//!
 //! let app = axum::Router::new().nest("/do", gateway::router(runtime.clone(), Default::default()));
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! axum::serve(listener, app).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8787").await?;
+//! gateway::serve(listener, app, Default::default(), gateway::shutdown_signal()).await;
 //! runtime.shutdown(std::time::Duration::from_secs(10)).await;
 //! # Ok(())
 //! # }

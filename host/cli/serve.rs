@@ -70,7 +70,7 @@ pub struct ServeArgs {
     pub idle_interval: Duration,
 
     /// Most live actors; past it the least recently used idle ones are
-    /// evicted (0: no bound). Each live actor holds three open files.
+    /// evicted (0: no bound). Each live actor holds two open files.
     #[arg(long, value_name = "COUNT", default_value_t = config::DEFAULT_MAX_LIVE_OBJECTS)]
     pub max_live_objects: usize,
 
@@ -151,8 +151,12 @@ impl ServeArgs {
     pub async fn execute(self) -> anyhow::Result<()> {
         let builtin = self.bundle.bundle.is_none() && self.bundle.image.is_none();
         let (source, manifest) = self.bundle.load_source()?;
-        let config = self.runtime_config();
-        check_open_file_limit(self.max_live_objects);
+        let mut config = self.runtime_config();
+        if let Some(max) = config.eviction.max_live_objects {
+            config.eviction.max_live_objects = Some(fit_open_file_limit(max));
+        } else {
+            fit_open_file_limit(0);
+        }
         let runtime = tokio::task::spawn_blocking(move || {
             Runtime::from_source(source, manifest.as_ref(), config)
         })
@@ -213,30 +217,51 @@ impl ServeArgs {
 /// Open files the server needs besides those of its live objects.
 const BASE_OPEN_FILES: u64 = 256;
 
-/// Raises the soft open-file limit to the hard one, and warns when live
-/// objects could still run out of files.
-fn check_open_file_limit(max_live_objects: usize) {
+/// Open files each live object holds: its database and its write-ahead log
+/// (exclusive locking keeps the WAL index in memory, so there is no `-shm`).
+const FILES_PER_OBJECT: u64 = 2;
+
+/// Raises the open-file limit to what `max_live_objects` live objects need
+/// (the hard limit too, when the process may), and returns how many live
+/// objects the limit allows: `max_live_objects`, or fewer (with a warning)
+/// when the limit cannot be raised far enough. 0 is no bound, and stays so.
+fn fit_open_file_limit(max_live_objects: usize) -> usize {
+    let needed = max_live_objects as u64 * FILES_PER_OBJECT + BASE_OPEN_FILES;
+    if max_live_objects > 0 {
+        // Raising the hard limit needs privileges; without them this fails
+        // and the soft limit is raised to the hard one below.
+        if let Ok((soft, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE)
+            && soft.max(hard) < needed
+        {
+            let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, needed, needed);
+        }
+    }
     let limit = match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => limit,
         Err(e) => {
             tracing::warn!("failed to read the open-file limit: {e}");
-            return;
+            return max_live_objects;
         }
     };
     if max_live_objects == 0 {
         tracing::warn!(
             limit,
-            "no --max-live-objects bound: each live object holds 3 open files"
+            "no --max-live-objects bound: each live object holds 2 open files"
         );
-        return;
+        return 0;
     }
-    let needed = max_live_objects as u64 * 3 + BASE_OPEN_FILES;
-    if limit < needed {
-        tracing::warn!(
-            limit,
-            needed,
-            "--max-live-objects {max_live_objects} may need more open files than allowed; \
-             lower it or raise the limit (ulimit -n)"
-        );
+    if limit >= needed {
+        return max_live_objects;
     }
+    let allowed = usize::try_from(limit.saturating_sub(BASE_OPEN_FILES) / FILES_PER_OBJECT)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    tracing::warn!(
+        limit,
+        needed,
+        allowed,
+        "--max-live-objects {max_live_objects} needs more open files than allowed (ulimit -n); \
+         serving at most {allowed} live objects"
+    );
+    allowed
 }

@@ -640,8 +640,22 @@ impl Runtime {
         let started = Instant::now();
         let shared = &self.shared;
         let root = shared.config.storage_root_for(id.namespace());
-        let storage = ObjectStorage::open_with(root, id, shared.config.durability)
-            .map_err(|e| DispatchError::new(ErrorCode::StorageError, e.to_string()))?;
+        let storage = match ObjectStorage::open_with(root, id, shared.config.durability) {
+            Ok(storage) => storage,
+            Err(first) => {
+                // Most often the process is out of open files: idle actors
+                // hold some, so close a few and try once more.
+                let evicted = shared.registry.evict_least_recent(OPEN_RETRY_EVICTIONS);
+                for stopped in &evicted {
+                    self.stopped(stopped, StopReason::LiveLimit);
+                }
+                let retried = (!evicted.is_empty())
+                    .then(|| ObjectStorage::open_with(root, id, shared.config.durability).ok())
+                    .flatten();
+                retried
+                    .ok_or_else(|| DispatchError::new(ErrorCode::StorageError, first.to_string()))?
+            }
+        };
         let services = ObjectServices {
             storage,
             stubs: Arc::new(Stubs(Arc::downgrade(shared))),
@@ -723,6 +737,10 @@ fn pool_slots(max_live_objects: usize) -> u32 {
     let spare = (max_live_objects / 4).max(64);
     u32::try_from(max_live_objects + spare).unwrap_or(u32::MAX)
 }
+
+/// Idle actors evicted when an object's database cannot be opened, before
+/// trying once more.
+const OPEN_RETRY_EVICTIONS: usize = 4;
 
 /// Evicts idle actors when the memory budget is full, without keeping the
 /// runtime alive.
