@@ -27,6 +27,12 @@ pub const FUEL_PER_MILLISECOND: u64 = 10_000_000;
 pub trait Clock: Send + Sync + 'static {
     /// The current time, in milliseconds since the Unix epoch.
     fn now_ms(&self) -> u64;
+
+    /// Waits `duration` (a guest timer): the thread sleeps, unless the
+    /// clock only moves when told to.
+    fn sleep(&self, duration: Duration) {
+        std::thread::sleep(duration);
+    }
 }
 
 /// The machine's real-time clock.
@@ -70,6 +76,12 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_ms(&self) -> u64 {
         self.now_ms.load(Ordering::SeqCst)
+    }
+
+    /// Moves the clock on instead of waiting, so timers in tests fire at
+    /// once.
+    fn sleep(&self, duration: Duration) {
+        self.advance(duration);
     }
 }
 

@@ -41,4 +41,4 @@ pub mod names;
 pub mod status;
 
 /// The version of this contract; see the crate documentation.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;

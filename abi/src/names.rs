@@ -19,6 +19,11 @@ pub const IMPORT_HOST_RESPONSE: &str = "host_response";
 /// the `LOG_*` constants in [`crate::status`].
 pub const IMPORT_LOG: &str = "log";
 
+/// `sleep(ms: i64)`: waits until the guest's earliest timer is due, never
+/// past the dispatch's deadline (in deterministic mode, only moves the
+/// logical clock).
+pub const IMPORT_SLEEP: &str = "sleep";
+
 /// `abi_version() -> i32`: the [`crate::ABI_VERSION`] the guest was built with.
 pub const EXPORT_ABI_VERSION: &str = "ggo_abi_version";
 

@@ -1,9 +1,12 @@
 //! The JavaScript engine of one actor.
 //!
 //! [`load`] creates a QuickJS runtime with the limits the host asked for,
-//! evaluates `prelude.js` (which returns the entry object that holds every
-//! function the host reaches) and then the user's bundle, wrapped as a
-//! CommonJS module function. [`construct`] and [`dispatch`] call into the
+//! evaluates the JavaScript parts of the runtime (`js/prelude.js` returns the
+//! entry object that holds every function the host reaches; `js/web.js`,
+//! `js/clone.js` and `js/cloudflare.js` add the web platform classes,
+//! structured clone and Cloudflare's API) and then the user's bundle: a
+//! CommonJS bundle wrapped as a module function, or an ES module (see
+//! [`crate::modules`]). [`construct`] and [`dispatch`] call into the
 //! entry object and then run the job queue until it is empty, so that a
 //! dispatch's promise settles within the same call whenever it can settle at
 //! all. Fuel keeps counting while jobs run, so an endless promise chain is
@@ -17,10 +20,21 @@ use javy::{
 };
 use serde::Deserialize;
 
-use crate::imports;
+use crate::{
+    imports,
+    modules::{self, Evaluated},
+};
 
 /// The JavaScript half of the guest.
-const PRELUDE: &str = include_str!("prelude.js");
+const PRELUDE: &str = include_str!("js/prelude.js");
+
+/// The parts the prelude builds on, each a factory it calls with its
+/// internals: name, source.
+const PARTS: &[(&str, &str)] = &[
+    ("web", include_str!("js/web.js")),
+    ("clone", include_str!("js/clone.js")),
+    ("cloudflare", include_str!("js/cloudflare.js")),
+];
 
 /// The file name QuickJS reports for prelude frames in stack traces.
 const PRELUDE_FILENAME: &str = "<go-go-objects prelude>";
@@ -35,11 +49,23 @@ const GC_THRESHOLD: usize = 2 * 1024 * 1024;
 struct LoadInput {
     /// The bundle's file name, for error messages and stack traces.
     filename: String,
-    /// The bundle's CommonJS source.
+    /// The bundle's source.
     source: String,
+    /// `commonjs` or `module`.
+    format: BundleFormat,
     /// QuickJS's own heap limit in bytes; a failed allocation under it is a
     /// catchable `InternalError: out of memory`.
     memory_limit: usize,
+}
+
+/// How a bundle's source is evaluated.
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum BundleFormat {
+    /// A script that sets `exports.objects`.
+    Commonjs,
+    /// An ES module whose exported classes are the objects.
+    Module,
 }
 
 /// A loaded engine: the runtime and the prelude's entry object.
@@ -117,17 +143,60 @@ fn install_prelude<'js>(ctx: &Ctx<'js>) -> Result<Object<'js>, String> {
     })
     .map_err(|e| format!("failed to create host_log: {e}"))?;
 
+    let natives = crate::natives::install(ctx)
+        .map_err(|e| format!("failed to create the native helpers: {e}"))?;
+    let parts = Object::new(ctx.clone()).map_err(|e| e.to_string())?;
+    for (name, source) in PARTS {
+        let filename = format!("<go-go-objects {name}>");
+        let part: Function = ctx
+            .eval_with_options(*source, eval_options(&filename, true))
+            .map_err(|e| format!("failed to evaluate {filename}: {}", exception_text(ctx, e)))?;
+        parts.set(*name, part).map_err(|e| e.to_string())?;
+    }
+
     let factory: Function = ctx
         .eval_with_options(PRELUDE, eval_options(PRELUDE_FILENAME, true))
         .map_err(|e| format!("failed to evaluate the prelude: {}", exception_text(ctx, e)))?;
     factory
-        .call((host_call, host_log))
+        .call((host_call, host_log, natives, parts))
         .map_err(|e| format!("failed to install the prelude: {}", exception_text(ctx, e)))
+}
+
+/// Evaluates the bundle and has the prelude describe its classes.
+fn evaluate_bundle<'js>(
+    ctx: &Ctx<'js>,
+    entry: &Object<'js>,
+    input: &LoadInput,
+) -> Result<String, String> {
+    match input.format {
+        BundleFormat::Commonjs => evaluate_commonjs(ctx, entry, input),
+        BundleFormat::Module => evaluate_module(ctx, entry, input),
+    }
+}
+
+/// Runs the bundle as an ES module and hands its namespace to the prelude,
+/// which describes the exported classes.
+fn evaluate_module<'js>(
+    ctx: &Ctx<'js>,
+    entry: &Object<'js>,
+    input: &LoadInput,
+) -> Result<String, String> {
+    let workers: Object = call_entry(ctx, entry, "workersModule", ())?;
+    match modules::evaluate(ctx, workers, &input.filename, &input.source)? {
+        Evaluated::Namespace(namespace) => call_entry(ctx, entry, "loadModule", (namespace,)),
+        Evaluated::Thrown(thrown) => call_entry(ctx, entry, "describeFailure", (thrown,)),
+        Evaluated::NeverSettles => call_entry(
+            ctx,
+            entry,
+            "describeFailure",
+            ("the module's top-level await never settles",),
+        ),
+    }
 }
 
 /// Compiles the bundle as a CommonJS module function and hands it to the
 /// prelude, which runs it and describes `exports.objects`.
-fn evaluate_bundle<'js>(
+fn evaluate_commonjs<'js>(
     ctx: &Ctx<'js>,
     entry: &Object<'js>,
     input: &LoadInput,
@@ -169,13 +238,41 @@ fn run_entry(name: &str, input: &[u8]) -> Result<String, String> {
             call_entry::<_, ()>(&ctx, &entry, name, (input,))
         })?;
 
-        drain_jobs(&engine.runtime);
+        run_until_settled(engine)?;
 
         engine.runtime.context().with(|ctx| {
             let entry = restore_entry(&ctx, engine)?;
             call_entry(&ctx, &entry, "takeOutcome", ())
         })
     })
+}
+
+/// Runs jobs, and timers when no job is left, until the dispatch has an
+/// outcome or nothing is left that could give it one.
+fn run_until_settled(engine: &Engine) -> Result<(), String> {
+    loop {
+        drain_jobs(&engine.runtime);
+        let delay = engine
+            .runtime
+            .context()
+            .with(|ctx| -> Result<f64, String> {
+                let entry = restore_entry(&ctx, engine)?;
+                if call_entry::<_, bool>(&ctx, &entry, "hasOutcome", ())? {
+                    return Ok(-1.0);
+                }
+                call_entry(&ctx, &entry, "nextTimerDelay", ())
+            })?;
+        if delay < 0.0 {
+            return Ok(());
+        }
+        if delay > 0.0 {
+            imports::sleep_ms(delay.ceil() as i64);
+        }
+        engine.runtime.context().with(|ctx| -> Result<(), String> {
+            let entry = restore_entry(&ctx, engine)?;
+            call_entry(&ctx, &entry, "runDueTimers", ())
+        })?;
+    }
 }
 
 /// Runs queued promise jobs until none is left.
@@ -216,7 +313,7 @@ where
 }
 
 /// Takes the pending exception (if the error is one) as a JS value.
-fn caught<'js>(ctx: &Ctx<'js>, e: javy::quickjs::Error) -> Value<'js> {
+pub(crate) fn caught<'js>(ctx: &Ctx<'js>, e: javy::quickjs::Error) -> Value<'js> {
     if e.is_exception() {
         ctx.catch()
     } else {

@@ -5,6 +5,7 @@ unsafe extern "C" {
     fn host_call(ptr: *const u8, len: i32) -> i32;
     fn host_response(ptr: *mut u8, len: i32) -> i32;
     fn log(level: i32, ptr: *const u8, len: i32);
+    fn sleep(ms: i64);
 }
 
 /// Sends one JSON request to the host and returns its JSON answer.
@@ -34,6 +35,13 @@ pub fn write_log(level: i32, message: &str) {
     // SAFETY: the pointer and length describe `message` (truncated length
     // never exceeds it), which stays alive for the call.
     unsafe { log(level, message.as_ptr(), len) }
+}
+
+/// Waits until a timer due in `ms` milliseconds (the host never waits past
+/// the dispatch's deadline).
+pub fn sleep_ms(ms: i64) {
+    // SAFETY: takes and returns plain integers.
+    unsafe { sleep(ms) }
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
-//! Bundles: the user's CommonJS source, and the namespace → class map that
-//! says which exported class serves which namespace.
+//! Bundles: the user's source, and the namespace → class map that says which
+//! exported class serves which namespace.
 //!
-//! A bundle is a script that sets `exports.objects` (or
-//! `module.exports.objects`) to an object of classes. Its namespaces come
+//! A bundle is either a CommonJS script that sets `exports.objects` (or
+//! `module.exports.objects`) to an object of classes, whose objects get the
+//! reference API, or an ES module whose exported classes get Cloudflare's
+//! API ([`BundleFormat`], [`Api`]). Its namespaces come
 //! from a [`Manifest`] when one is given, and are otherwise derived from the
 //! export names with [`export_name_to_namespace`]. What the bundle exports is
 //! only known once the guest has evaluated it, so [`resolve_classes`] takes
@@ -21,11 +23,35 @@ pub use namespace::export_name_to_namespace;
 /// The source of the built-in demo bundle.
 const BUILTIN_COUNTER: &str = include_str!("counter.js");
 
-/// A CommonJS bundle: its source and the name it is reported under.
+/// A bundle: its source and the name it is reported under.
 #[derive(Debug, Clone)]
 pub struct Bundle {
     filename: String,
     source: String,
+}
+
+/// How a bundle's source is evaluated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BundleFormat {
+    /// A script run with `exports`, `module` and `require`.
+    CommonJs,
+    /// An ES module (`import`/`export`).
+    Module,
+}
+
+/// The API a bundle's objects are given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Api {
+    /// The reference API of CommonJS bundles: `new Class(state, env)`,
+    /// synchronous storage of JSON values, `fetch` with plain objects.
+    #[default]
+    Reference,
+    /// Cloudflare's API of ES module classes: `new Class(ctx, env)`,
+    /// asynchronous `ctx.storage` of structured-clone values, `fetch` with
+    /// `Request` and `Response`.
+    Cloudflare,
 }
 
 /// One own enumerable property of `exports.objects`, as the guest saw it.
@@ -176,6 +202,32 @@ impl Bundle {
     pub fn source(&self) -> &str {
         &self.source
     }
+
+    /// How the source is evaluated: `.mjs` files are ES modules and `.cjs`
+    /// files CommonJS; otherwise a bundle is a module when a line starts
+    /// with an `import` or `export` statement.
+    pub fn format(&self) -> BundleFormat {
+        if self.filename.ends_with(".mjs") {
+            return BundleFormat::Module;
+        }
+        if self.filename.ends_with(".cjs") {
+            return BundleFormat::CommonJs;
+        }
+        let is_statement = |line: &str, keyword: &str| {
+            line.strip_prefix(keyword)
+                .is_some_and(|rest| rest.starts_with([' ', '\t', '{', '*', '"', '\'']))
+        };
+        let module = self
+            .source
+            .lines()
+            .map(str::trim_start)
+            .any(|line| is_statement(line, "export") || is_statement(line, "import"));
+        if module {
+            BundleFormat::Module
+        } else {
+            BundleFormat::CommonJs
+        }
+    }
 }
 
 /// Reads and validates a manifest file.
@@ -196,9 +248,15 @@ pub fn read_manifest(path: &Path) -> Result<Manifest, BundleError> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClassMap {
     classes: BTreeMap<String, String>,
+    api: Api,
 }
 
 impl ClassMap {
+    /// The API the bundle's objects are given.
+    pub fn api(&self) -> Api {
+        self.api
+    }
+
     /// The class that serves `namespace`, if the namespace exists.
     pub fn class_for(&self, namespace: &str) -> Option<&str> {
         self.classes.get(namespace).map(String::as_str)
@@ -225,18 +283,23 @@ impl ClassMap {
 /// no class is exported, or the manifest names a class the bundle lacks.
 pub fn resolve_classes(
     filename: &str,
+    api: Api,
     exports: &[ExportInfo],
     manifest: Option<&Manifest>,
 ) -> Result<ClassMap, BundleError> {
     let mut problems = Vec::new();
     let mut classes = BTreeMap::new();
+    let holder = match api {
+        Api::Reference => "exports.objects",
+        Api::Cloudflare => "the module's exports",
+    };
 
     match manifest {
         Some(manifest) => {
             for (namespace, class) in &manifest.objects {
                 match exports.iter().find(|e| &e.name == class) {
                     None => problems.push(format!(
-                        "the manifest maps {namespace} to `{class}`, which exports.objects lacks"
+                        "the manifest maps {namespace} to `{class}`, which {holder} lacks"
                     )),
                     Some(e) if !e.is_class => problems.push(format!(
                         "the manifest maps {namespace} to `{class}`, which is not a class"
@@ -265,13 +328,13 @@ pub fn resolve_classes(
                 }
             }
             if exports.is_empty() {
-                problems.push("exports.objects has no classes".to_string());
+                problems.push(format!("{holder} has no classes"));
             }
         }
     }
 
     if problems.is_empty() {
-        Ok(ClassMap { classes })
+        Ok(ClassMap { classes, api })
     } else {
         Err(BundleError::Invalid {
             file: filename.to_string(),
@@ -293,7 +356,13 @@ mod tests {
 
     #[test]
     fn derives_namespaces_from_exports() {
-        let map = resolve_classes("b.js", &[class("Counter"), class("ChatRoom")], None).unwrap();
+        let map = resolve_classes(
+            "b.js",
+            Api::Reference,
+            &[class("Counter"), class("ChatRoom")],
+            None,
+        )
+        .unwrap();
         assert_eq!(map.class_for("CHAT_ROOM"), Some("ChatRoom"));
         assert_eq!(
             map.namespaces().collect::<Vec<_>>(),
@@ -306,6 +375,7 @@ mod tests {
         let manifest = Manifest::parse("objects:\n  ROOMS: ChatRoom\n  R2: ChatRoom\n").unwrap();
         let map = resolve_classes(
             "b.js",
+            Api::Reference,
             &[class("Counter"), class("ChatRoom")],
             Some(&manifest),
         )
@@ -326,7 +396,7 @@ mod tests {
             },
             class("$"),
         ];
-        let err = resolve_classes("b.js", &exports, None)
+        let err = resolve_classes("b.js", Api::Reference, &exports, None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("`b.js`"), "{err}");
@@ -335,7 +405,8 @@ mod tests {
         assert!(err.contains("derives no namespace"), "{err}");
 
         let manifest = Manifest::parse("objects:\n  X: Missing\n").unwrap();
-        let err = resolve_classes("b.js", &[class("A")], Some(&manifest)).unwrap_err();
+        let err =
+            resolve_classes("b.js", Api::Reference, &[class("A")], Some(&manifest)).unwrap_err();
         assert!(err.to_string().contains("lacks"), "{err}");
     }
 }

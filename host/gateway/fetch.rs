@@ -11,6 +11,7 @@ use axum::{
     http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header},
     response::Response,
 };
+use base64::Engine as _;
 use serde_json::{Map, Value};
 
 use super::{AppState, FUEL_HEADER, body_error};
@@ -106,15 +107,24 @@ pub(crate) fn fetch_request(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().contains("application/json"));
+    // A JSON body that does not parse is refused by the reference API's
+    // handler (a `bad_request`); Cloudflare's `Request` never parses it.
+    let mut body_error = None;
     let parsed_body = if body.is_empty() {
         Value::Null
     } else if is_json {
-        serde_json::from_slice(body)
-            .map_err(|e| DispatchError::bad_request(format!("invalid JSON body: {e}")))?
+        serde_json::from_slice(body).unwrap_or_else(|e| {
+            body_error = Some(format!("invalid JSON body: {e}"));
+            Value::Null
+        })
     } else {
         Value::String(raw_body.clone())
     };
 
+    let object_url = match uri.query() {
+        Some(query) => format!("http://{host}/{rest}?{query}"),
+        None => format!("http://{host}/{rest}"),
+    };
     Ok(FetchRequest {
         method: method.as_str().to_string(),
         url: format!("http://{host}{target}"),
@@ -123,6 +133,9 @@ pub(crate) fn fetch_request(
         headers: header_map,
         body: parsed_body,
         raw_body,
+        body_error,
+        object_url,
+        body_base64: base64::engine::general_purpose::STANDARD.encode(body),
     })
 }
 
@@ -151,12 +164,25 @@ pub(super) fn build_response(
         ))
     })?;
     let no_body = matches!(status.as_u16(), 204 | 205 | 304);
-    let body = match response.body {
-        Some(text) if !no_body => Body::from(text),
-        _ => Body::empty(),
+    let body = match (response.body_base64, response.body) {
+        _ if no_body => Body::empty(),
+        (Some(encoded), _) => Body::from(
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(|e| invalid(format!("fetch returned a body that is not base64: {e}")))?,
+        ),
+        (None, Some(text)) => Body::from(text),
+        (None, None) => Body::empty(),
     };
     let mut out = Response::new(body);
     *out.status_mut() = status;
+    if let Some(reason) = response.status_text.filter(|text| !text.is_empty()) {
+        // HTTP/1.1 sends it on the status line; a phrase hyper cannot send
+        // is dropped rather than failing the response.
+        if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes()) {
+            out.extensions_mut().insert(reason);
+        }
+    }
     for (name, value) in response.headers {
         let header_name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| invalid(format!("fetch returned an invalid header name {name:?}")))?;
@@ -221,6 +247,7 @@ mod tests {
         assert_eq!(request.query["e"], " x");
         assert_eq!(request.headers["X-Repeated"], "1, 2");
         assert_eq!(request.body, serde_json::json!({"x": 1}));
-        assert!(fetch_request(&Method::POST, &uri, &headers, "", b"{bad").is_err());
+        let bad = fetch_request(&Method::POST, &uri, &headers, "", b"{bad").unwrap();
+        assert!(bad.body_error.unwrap().starts_with("invalid JSON body"));
     }
 }

@@ -2,17 +2,20 @@
 //!
 //! A request is JSON `{"op": ..., ...}`; the answer is
 //! `{"ok":true,"value":...}` or `{"ok":false,"error":{"code","message"}}`.
-//! Keys are trimmed of surrounding white space and must not be empty; keys
-//! and values are checked against the configured size limits.
+//! For the reference API, keys are trimmed of surrounding white space and
+//! must not be empty; Cloudflare-flavour keys are used exactly as given
+//! (the empty string too). Keys and values are checked against the
+//! configured size limits.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::HostContext;
 use crate::{
+    bundle::Api,
     error::{DispatchError, ErrorCode},
     id::ObjectId,
-    storage::{AlarmRow, ListQuery, ObjectStorage},
+    storage::{AlarmRow, ListQuery, ObjectStorage, SqlError, value_from_json, value_to_json},
 };
 
 /// One request from the guest.
@@ -21,6 +24,9 @@ use crate::{
 enum HostRequest {
     /// `storage.get(key)`: the stored JSON text, or null.
     Get { key: String },
+    /// `storage.get([keys])`: `[[key, json], ...]` of the keys that exist,
+    /// in key order.
+    GetMany { keys: Vec<String> },
     /// `storage.put(key, value)`: `value` is JSON text.
     Put { key: String, value: String },
     /// `storage.delete(key)`: whether the key existed.
@@ -50,6 +56,11 @@ enum HostRequest {
     GetAlarm,
     /// `storage.deleteAlarm()`.
     DeleteAlarm,
+    /// `ctx.storage.sql.exec(query, ...bindings)`: the last statement's
+    /// columns and rows, and the rows read and written.
+    SqlExec { query: String, bindings: Vec<Value> },
+    /// `ctx.storage.sql.databaseSize`: bytes.
+    SqlDatabaseSize,
     /// `crypto.getRandomValues` and friends: `len` random bytes as hex.
     RandomBytes { len: usize },
     /// `env.NS.getByName(name)`: the validated id.
@@ -116,6 +127,24 @@ fn perform(host: &mut HostContext, request: HostRequest) -> Result<Value, Refusa
                 .get(key)
                 .map_err(storage_error)?
                 .map_or(Value::Null, Value::String))
+        }
+        HostRequest::GetMany { keys } => {
+            let storage = storage(host)?;
+            let mut found = Vec::new();
+            for key in &keys {
+                let Some(key) = readable_key(host, key)? else {
+                    continue;
+                };
+                if let Some(value) = storage.get(key).map_err(storage_error)? {
+                    found.push((key.to_string(), value));
+                }
+            }
+            found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            found.dedup_by(|a, b| a.0 == b.0);
+            Ok(found
+                .into_iter()
+                .map(|(k, v)| Value::Array(vec![Value::String(k), Value::String(v)]))
+                .collect())
         }
         HostRequest::Put { key, value } => {
             let key = checked_key(host, &key)?;
@@ -207,6 +236,31 @@ fn perform(host: &mut HostContext, request: HostRequest) -> Result<Value, Refusa
             host.alarm_changed = true;
             Ok(Value::Null)
         }
+        HostRequest::SqlExec { query, bindings } => {
+            let bindings = bindings
+                .iter()
+                .map(value_from_json)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(sql_error)?;
+            let deadline = host.call.deadline;
+            let outcome = storage_mut(host)?
+                .exec_user_sql(&query, &bindings, deadline)
+                .map_err(sql_error)?;
+            let rows: Vec<Value> = outcome
+                .rows
+                .iter()
+                .map(|row| row.iter().map(value_to_json).collect())
+                .collect();
+            Ok(json!({
+                "columns": outcome.columns,
+                "rows": rows,
+                "rowsRead": outcome.rows_read,
+                "rowsWritten": outcome.rows_written,
+            }))
+        }
+        HostRequest::SqlDatabaseSize => Ok(Value::from(
+            storage(host)?.database_size().map_err(sql_error)?,
+        )),
         HostRequest::RandomBytes { len } => {
             if len > MAX_RANDOM_BYTES {
                 return Err(range_error(format!(
@@ -301,6 +355,15 @@ fn storage_mut(host: &mut HostContext) -> Result<&mut ObjectStorage, DispatchErr
     })
 }
 
+/// A failed SQL statement: a plain `Error` the object's code can catch,
+/// not a runtime error.
+fn sql_error(e: SqlError) -> Refusal {
+    Refusal {
+        error: DispatchError::new(ErrorCode::ExecutionError, e.0),
+        js_type: Some("SqlError"),
+    }
+}
+
 fn storage_error(e: crate::storage::StorageError) -> DispatchError {
     DispatchError::new(ErrorCode::StorageError, e.to_string())
 }
@@ -314,10 +377,14 @@ fn readable_key<'k>(host: &HostContext, key: &'k str) -> Result<Option<&'k str>,
     }
 }
 
-/// Trims a key and checks it is neither empty nor too long.
+/// Checks a key is not too long; a reference-API key is trimmed and must
+/// not be empty.
 fn checked_key<'k>(host: &HostContext, key: &'k str) -> Result<&'k str, Refusal> {
-    let key = key.trim();
-    if key.is_empty() {
+    let key = match host.classes.api() {
+        Api::Reference => key.trim(),
+        Api::Cloudflare => key,
+    };
+    if key.is_empty() && host.classes.api() == Api::Reference {
         return Err(DispatchError::bad_request("storage key must not be empty").into());
     }
     if key.len() > host.limits.max_key_bytes {

@@ -14,11 +14,13 @@
 //! operating system normally, and from the `--seed` and the object's hash in
 //! deterministic mode.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use sha2::{Digest, Sha256};
 use wasmtime::{Caller, Linker, error::Context};
+
+use go_go_objects_abi::names;
 
 use super::{ActorState, memory};
 use crate::{
@@ -41,6 +43,9 @@ pub(crate) struct GuestTime {
     fuel_spent: u64,
     /// The fuel budget the current entry point started with.
     entry_budget: u64,
+    /// In deterministic mode, milliseconds the guest's timers have slept:
+    /// logical time moves on by as much.
+    slept_ms: u64,
 }
 
 impl GuestTime {
@@ -50,6 +55,7 @@ impl GuestTime {
             started: Instant::now(),
             fuel_spent: 0,
             entry_budget: 0,
+            slept_ms: 0,
         }
     }
 
@@ -65,12 +71,19 @@ impl GuestTime {
     }
 }
 
-/// Replaces WASI's `clock_time_get` with [`clock_time_get`].
+/// The longest one `sleep` waits; a guest timer further out sleeps again.
+const MAX_SLEEP_MS: u64 = 60_000;
+
+/// Replaces WASI's `clock_time_get` with [`clock_time_get`] and adds the
+/// guest's `sleep`.
 ///
 /// # Errors
 ///
 /// When the linker refuses the definition (a bug).
 pub(super) fn add_to_linker(linker: &mut Linker<ActorState>) -> wasmtime::Result<()> {
+    linker
+        .func_wrap(names::IMPORT_MODULE, names::IMPORT_SLEEP, sleep)
+        .context("failed to link `sleep`")?;
     linker.allow_shadowing(true);
     let linked = linker
         .func_wrap("wasi_snapshot_preview1", "clock_time_get", clock_time_get)
@@ -99,7 +112,9 @@ fn clock_time_get(
             .fuel_spent
             .saturating_add(time.entry_budget.saturating_sub(remaining));
         let logical_ms_as_ns = u128::from(fuel) * 1_000_000 / u128::from(FUEL_PER_MILLISECOND);
-        let since = u64::try_from(logical_ms_as_ns).unwrap_or(u64::MAX);
+        let since = u64::try_from(logical_ms_as_ns)
+            .unwrap_or(u64::MAX)
+            .saturating_add(time.slept_ms.saturating_mul(1_000_000));
         if clock_id == CLOCK_REALTIME {
             (DETERMINISTIC_EPOCH_MS * 1_000_000).saturating_add(since)
         } else {
@@ -112,6 +127,26 @@ fn clock_time_get(
     };
     memory::write(&mut caller, time_ptr, &nanos.to_le_bytes())?;
     Ok(0)
+}
+
+/// `sleep(ms)`: the guest has nothing to run until a timer is due in `ms`.
+/// Waits that long, but never past the dispatch's deadline (the epoch
+/// interruption then ends the dispatch as soon as the guest runs again); in
+/// deterministic mode the logical clock moves on instead.
+fn sleep(mut caller: Caller<'_, ActorState>, ms: i64) -> wasmtime::Result<()> {
+    let ms = u64::try_from(ms).unwrap_or(0).min(MAX_SLEEP_MS);
+    let state = caller.data_mut();
+    if state.time.deterministic {
+        state.time.slept_ms = state.time.slept_ms.saturating_add(ms);
+        return Ok(());
+    }
+    let mut wait = Duration::from_millis(ms);
+    if let Some(deadline) = state.host.call.deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        wait = wait.min(left + Duration::from_millis(1));
+    }
+    state.host.clock.0.sleep(wait);
+    Ok(())
 }
 
 /// Host time minus logical time for an actor started at host time

@@ -52,17 +52,37 @@ pub struct FetchRequest {
     pub body: Value,
     /// The body as text.
     pub raw_body: String,
+    /// Why a body sent as JSON did not parse; the reference API refuses
+    /// such a request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_error: Option<String>,
+    /// The URL as the object sees it (Cloudflare-flavour `request.url`):
+    /// the client's scheme and host, then the path after `/fetch/NS/name`
+    /// and the query exactly as sent.
+    pub object_url: String,
+    /// The body's exact bytes, in base64 (empty for no body).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub body_base64: String,
 }
 
 /// What a `fetch` handler returned.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
 pub struct FetchResponse {
     /// HTTP status, 200 to 599.
     pub status: u16,
     /// Header name and value pairs, in order.
     pub headers: Vec<(String, String)>,
     /// The body text, if any.
+    #[serde(default)]
     pub body: Option<String>,
+    /// The body's bytes in base64, when the handler returned bytes (a
+    /// `Response`); takes the place of `body`.
+    #[serde(default)]
+    pub body_base64: Option<String>,
+    /// The reason phrase, when the handler chose one.
+    #[serde(default)]
+    pub status_text: Option<String>,
 }
 
 /// A successful dispatch.

@@ -27,7 +27,7 @@ use wasmtime::InstancePre;
 
 use super::{StartError, actor::Actor};
 use crate::{
-    bundle::{Bundle, BundleError, ExportInfo},
+    bundle::{Api, Bundle, BundleError, ExportInfo},
     config::{Limits, RuntimeConfig},
     engine::{GuestEngine, Preinitializer, append_custom_section, find_custom_section},
     hostcalls::{ActorState, CallContext, HostContext},
@@ -49,7 +49,10 @@ pub(crate) struct ImageInfo {
     pub(crate) guest: String,
     /// The bundle's file name.
     pub(crate) bundle: String,
-    /// What `exports.objects` holds.
+    /// The API its classes are given.
+    #[serde(default)]
+    pub(crate) api: Api,
+    /// The classes it exports (`exports.objects` or the module's).
     pub(crate) exports: Vec<ExportInfo>,
     /// The JavaScript heap limit baked into it.
     pub(crate) memory_limit: u64,
@@ -182,8 +185,8 @@ fn make_image(
         deadline: config.limits.cpu_timeout.map(|t| Instant::now() + t),
         ..CallContext::default()
     };
-    let exports = match actor.initialize(bundle, &context) {
-        Ok(Ok(exports)) => exports,
+    let (api, exports) = match actor.initialize(bundle, &context) {
+        Ok(Ok(described)) => described,
         Ok(Err(message)) => return Err(load_failed(message).into()),
         Err(e) => return Err(load_failed(e.message).into()),
     };
@@ -192,6 +195,7 @@ fn make_image(
         version: IMAGE_VERSION,
         guest: GUEST_SHA256.to_string(),
         bundle: bundle.filename().to_string(),
+        api,
         exports,
         memory_limit: heap_limit(config.limits.max_memory),
         seed: config.limits.seed,

@@ -206,7 +206,12 @@ impl Runtime {
         manifest: Option<&Manifest>,
         config: RuntimeConfig,
     ) -> Result<Self, StartError> {
-        let classes = resolve_classes(&image.info.bundle, &image.info.exports, manifest)?;
+        let classes = resolve_classes(
+            &image.info.bundle,
+            image.info.api,
+            &image.info.exports,
+            manifest,
+        )?;
         let workers = workers::Workers::new(config.limits.max_wasm_stack + HOST_STACK_MARGIN)
             .context("failed to start the dispatch threads")
             .map_err(StartError::Engine)?;
@@ -723,7 +728,12 @@ pub fn build_image(
 ) -> Result<BuiltImage, StartError> {
     let engine = Runtime::engine(config)?;
     let image = image::bundle_image(&engine, bundle, config)?;
-    let classes = resolve_classes(&image.info.bundle, &image.info.exports, manifest)?;
+    let classes = resolve_classes(
+        &image.info.bundle,
+        image.info.api,
+        &image.info.exports,
+        manifest,
+    )?;
     Ok(BuiltImage {
         wasm: image.wasm,
         classes,

@@ -12,6 +12,7 @@
 
 mod lock;
 mod schema;
+mod sql;
 
 use std::{
     path::{Path, PathBuf},
@@ -21,6 +22,8 @@ use std::{
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::id::ObjectId;
+
+pub use sql::{SqlError, SqlOutcome, value_from_json, value_to_json};
 
 pub use lock::{LOCK_FILE, RootLock};
 pub use schema::SCHEMA_VERSION;

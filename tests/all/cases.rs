@@ -4,9 +4,8 @@
 //! texts address them (`/rpc/Spin/a/ping`).
 //!
 //! Parts that need what this flavour does not have yet are left out and
-//! named: timers (case 07 expects `"no-timers"` then), alarms (case 12's
-//! alarm step) and WHATWG `Response` objects from `fetch` (case 12's fetch
-//! step).
+//! named: alarms (case 12's alarm step) and WHATWG `Response` objects from
+//! `fetch` (case 12's fetch step).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -182,9 +181,7 @@ async fn case_07_promises_at_the_dispatch_boundary() {
 
     assert_eq!(call("returnsThenable", json!([])).await.result(), 42);
     assert_eq!(call("deepAwaitChain", json!([10000])).await.result(), 10000);
-    // TODO: timers (setTimeout) are not provided to CommonJS bundles yet; the
-    // case accepts "no-timers" until they are.
-    assert_eq!(call("timer", json!([])).await.result(), "no-timers");
+    assert_eq!(call("timer", json!([])).await.result(), "fired");
 }
 
 // ---- 08: memory exhaustion -----------------------------------------------
@@ -575,11 +572,17 @@ async fn case_04_acknowledged_writes_survive_kill_9() {
 
 #[tokio::test]
 async fn case_15_odd_keys_stay_distinct_and_big_values_are_exact_or_refused() {
+    case_15_steps("cases/15-keys-nul-size.js").await;
+}
+
+/// The steps of case 15 against `bundle` (the CommonJS bundle, or the same
+/// classes as an ES module), including a restart.
+pub(crate) async fn case_15_steps(bundle: &str) {
     let dir = tempfile::tempdir().unwrap();
     let start = || {
         // Building a 4 MiB string 32 characters at a time takes more than
         // the default fuel.
-        ServerBuilder::new(fixture("cases/15-keys-nul-size.js"))
+        ServerBuilder::new(fixture(bundle))
             .manifest("objects:\n  Keys: Keys\n")
             .storage(dir.path())
             .limits(|l| {

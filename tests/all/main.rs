@@ -12,6 +12,7 @@ mod alarms;
 mod bundles;
 mod capacity;
 mod cases;
+mod cloudflare;
 mod commits;
 mod crash;
 mod dispatch;

@@ -110,6 +110,7 @@ async fn console_and_unhandled_rejections_reach_the_log_with_the_object() {
         true
     );
     wait_for_log(&server, "an error line").await;
+    wait_for_log(&server, "pair line").await;
     let said = server.log_lines("counter says hi {\"n\":1}");
     assert_eq!(said.len(), 1, "{said:?}");
     assert!(

@@ -22,7 +22,7 @@ pub(crate) use alarm::AlarmOutcome;
 
 use super::envelope::{DispatchKind, DispatchOutput, DispatchValue, FetchResponse};
 use crate::{
-    bundle::{Bundle, ExportInfo},
+    bundle::{Api, Bundle, BundleFormat, ExportInfo},
     engine::{EPOCH_TICK, GuestEngine, Preinitializer, Refusal, out_of_fuel, trap_to_error},
     error::{DispatchError, ErrorCode},
     hostcalls::{ActorState, CallContext, HostContext},
@@ -96,6 +96,8 @@ struct Outcome {
     #[serde(default)]
     response: Option<FetchResponse>,
     #[serde(default)]
+    api: Option<Api>,
+    #[serde(default)]
     exports: Option<Vec<ExportInfo>>,
     #[serde(default)]
     error: Option<GuestError>,
@@ -112,6 +114,7 @@ struct GuestError {
 struct LoadInput<'a> {
     filename: &'a str,
     source: &'a str,
+    format: BundleFormat,
     memory_limit: u64,
 }
 
@@ -121,8 +124,22 @@ struct ConstructInput<'a> {
     class_name: &'a str,
     id: &'a crate::id::ObjectId,
     namespaces: Vec<&'a str>,
-    /// The seed of this actor's `Math.random`.
-    random_seed: [u32; 4],
+    /// The seed of this actor's `Math.random`, as four words of eight hex
+    /// digits: the input has the same length whatever the seed, so the
+    /// guest's allocations (and with them when it collects garbage, and
+    /// the fuel of what follows) do not depend on it.
+    random_seed: [String; 4],
+    /// The storage limits Cloudflare-flavour storage checks before it
+    /// writes.
+    limits: StorageLimits,
+}
+
+/// Key and value limits, as the guest sees them.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StorageLimits {
+    max_key_bytes: usize,
+    max_value_bytes: usize,
 }
 
 /// Which entry point to call.
@@ -209,17 +226,21 @@ impl Actor {
         &mut self,
         bundle: &Bundle,
         context: &CallContext,
-    ) -> Result<Result<Vec<ExportInfo>, String>, DispatchError> {
+    ) -> Result<Result<(Api, Vec<ExportInfo>), String>, DispatchError> {
         let max_memory = self.store.data().host().limits.max_memory;
         let input = LoadInput {
             filename: bundle.script_name(),
             source: bundle.source(),
+            format: bundle.format(),
             memory_limit: super::image::heap_limit(max_memory),
         };
         let input = serde_json::to_vec(&input).expect("load input encodes");
         let (outcome, _) = self.call(Entry::Init, &input, context)?;
         if outcome.ok {
-            Ok(Ok(outcome.exports.unwrap_or_default()))
+            Ok(Ok((
+                outcome.api.unwrap_or_default(),
+                outcome.exports.unwrap_or_default(),
+            )))
         } else {
             let error = outcome
                 .error
@@ -236,12 +257,21 @@ impl Actor {
         context: &CallContext,
     ) -> Result<(), DispatchError> {
         let id = self.store.data().host().id.clone();
-        let random_seed = self.store.data_mut().host_mut().random_words();
+        let random_seed = self
+            .store
+            .data_mut()
+            .host_mut()
+            .random_words()
+            .map(|word| format!("{word:08x}"));
         let input = ConstructInput {
             class_name,
             id: &id,
             namespaces,
             random_seed,
+            limits: StorageLimits {
+                max_key_bytes: self.store.data().host().limits.max_key_bytes,
+                max_value_bytes: self.store.data().host().limits.max_value_bytes,
+            },
         };
         let input = serde_json::to_vec(&input).expect("construct input encodes");
         self.transactional(Entry::Construct, &input, context)?;

@@ -1,16 +1,20 @@
 // The JavaScript half of the go-go-objects guest.
 //
 // Evaluated once per actor, before the user's bundle. Its value is a factory
-// that receives the two native host functions and returns the entry object
-// that the Rust side of the guest calls: load, describeFailure, construct,
-// dispatch and takeOutcome. Nothing here is reachable from the bundle except
+// that receives the two native host functions, the native helpers and the
+// factories of the other parts (web.js, clone.js, cloudflare.js), and
+// returns the entry object that the Rust side of the guest calls: load,
+// loadModule, describeFailure, construct, dispatch, the timer hooks and
+// takeOutcome. A CommonJS bundle gets the reference API (state, synchronous
+// storage of JSON values); an ES module bundle gets Cloudflare's
+// (cloudflare.js). Nothing here is reachable from the bundle except
 // the objects handed to it (state, env, console), so a bundle cannot call the
 // host functions with requests of its own making; the host validates every
 // request anyway.
 //
 // Every answer to the host is a JSON "outcome": {"ok":true,...} or
 // {"ok":false,"error":{"code","message"}}.
-(function (hostCall, hostLog) {
+(function (hostCall, hostLog, natives, parts) {
   'use strict';
 
   // Built-ins captured before user code runs, so that a bundle that replaces
@@ -522,6 +526,19 @@
     configurable: true,
   });
 
+  // ---- the other parts -----------------------------------------------------
+
+  const internals = {
+    natives, wellFormed, host, coded, alarmTime, randomBytes,
+    reportError(prefix, thrown) {
+      hostLog(LOG_ERROR, prefix + errorText(thrown));
+    },
+  };
+  internals.web = parts.web(internals);
+  internals.clone = parts.clone(internals);
+  const web = internals.web;
+  const cloudflare = parts.cloudflare(internals);
+
   // ---- env and stubs ------------------------------------------------------
 
   function makeStub(id) {
@@ -609,6 +626,7 @@
   }
 
   function fetchOutcome(response) {
+    if (web.isResponse(response)) return encode({ ok: true, response: web.responseForHost(response) });
     if (response === undefined || response === null) {
       return encode({ ok: true, response: { status: 204, headers: [], body: null } });
     }
@@ -658,6 +676,16 @@
   let instance = null;
   let className = '';
   let outcome = null;
+  // 'reference' for CommonJS bundles, 'cloudflare' for ES modules.
+  let api = 'reference';
+
+  // A Cloudflare fetch handler must answer with a Response.
+  function cloudflareFetchOutcome(response) {
+    if (!web.isResponse(response)) {
+      throw new TypeErrorCtor("Incorrect type for Promise: the Promise did not resolve to 'Response'.");
+    }
+    return encode({ ok: true, response: web.responseForHost(response) });
+  }
 
   // Records how a dispatch ended once its value (or promise) is known.
   function settle(value, convert) {
@@ -706,13 +734,28 @@
   function startFetch(input) {
     const handler = instance.fetch;
     if (typeof handler !== 'function') throw coded('fetch_not_implemented', 'fetch not implemented');
-    return ReflectApply(handler, instance, [input.request]);
+    if (api === 'cloudflare') {
+      const described = input.request;
+      const request = web.requestFromHost({ method: described.method, url: described.objectUrl,
+        headers: described.headers, bodyBase64: described.bodyBase64 });
+      return ReflectApply(handler, instance, [request]);
+    }
+    const request = input.request;
+    if (typeof request.bodyError === 'string') throw coded('bad_request', request.bodyError);
+    // The reference request is {method, url, path, query, headers, body,
+    // rawBody}; the fields for Cloudflare's Request are not part of it.
+    delete request.objectUrl;
+    delete request.bodyBase64;
+    return ReflectApply(handler, instance, [request]);
   }
 
   // Describes an exception thrown while the bundle was compiled or run, with
   // the first stack frame (file and line) when there is one.
   function describeFailure(thrown) {
     let message = errorText(thrown);
+    if (ReflectApply(StringIncludes, message, ['could not load module'])) {
+      message += ' (a bundle can import only cloudflare:workers: bundle its dependencies into one file)';
+    }
     const stack = stackOf(thrown);
     if (stack !== undefined) {
       const lines = stack.split('\n');
@@ -774,12 +817,38 @@
       for (let i = 0; i < names.length; i++) {
         exports[exports.length] = { name: names[i], isClass: isConstructor(objects[names[i]]) };
       }
-      return encode({ ok: true, exports });
+      return encode({ ok: true, api, exports });
+    },
+
+    // The exports of `cloudflare:workers`, for module bundles to import.
+    workersModule() {
+      return cloudflare.workersModule;
+    },
+
+    // Describes the classes a module bundle exports (every exported
+    // constructor but the default export); they get Cloudflare's API.
+    loadModule(namespace) {
+      api = 'cloudflare';
+      objects = {};
+      const exports = [];
+      const names = ObjectKeys(namespace);
+      for (let i = 0; i < names.length; i++) {
+        if (names[i] === 'default') continue;
+        const value = namespace[names[i]];
+        if (!isConstructor(value)) continue;
+        setOwn(objects, names[i], value);
+        exports[exports.length] = { name: names[i], isClass: true };
+      }
+      if (exports.length === 0) {
+        return errorOutcome('bundle_error', 'the module exports no classes: export a class per Durable Object (export class Counter extends DurableObject { ... })');
+      }
+      return encode({ ok: true, api, exports });
     },
 
     describeFailure,
 
-    // Runs `new Class(state, env)` for this actor's object.
+    // Runs `new Class(state, env)` (or `new Class(ctx, env)`) for this
+    // actor's object.
     construct(inputJson) {
       const input = JSONparse(inputJson);
       outcome = null;
@@ -789,10 +858,16 @@
         outcome = errorOutcome('execution_error', 'class `' + className + '` not found in exports.objects');
         return;
       }
-      reseed(input.randomSeed);
-      const state = { id: freeze(input.id), storage: makeStorage() };
+      const words = input.randomSeed;
+      reseed([NumberParseInt(words[0], 16), NumberParseInt(words[1], 16), NumberParseInt(words[2], 16),
+        NumberParseInt(words[3], 16)]);
       try {
-        instance = ReflectConstruct(Class, [state, makeEnv(input.namespaces)]);
+        if (api === 'cloudflare') {
+          instance = ReflectConstruct(Class, [cloudflare.makeCtx(input), cloudflare.makeEnv(input.namespaces)]);
+        } else {
+          const state = { id: freeze(input.id), storage: makeStorage() };
+          instance = ReflectConstruct(Class, [state, makeEnv(input.namespaces)]);
+        }
         outcome = rpcOutcome(null);
       } catch (e) {
         outcome = failure(e);
@@ -808,7 +883,7 @@
         if (input.kind === 'rpc') {
           settle(startRpc(input), rpcOutcome);
         } else if (input.kind === 'fetch') {
-          settle(startFetch(input), fetchOutcome);
+          settle(startFetch(input), api === 'cloudflare' ? cloudflareFetchOutcome : fetchOutcome);
         } else if (input.kind === 'alarm') {
           // The handler's value is not used; only how it settled counts.
           settle(startAlarm(input), () => rpcOutcome(null));
@@ -822,11 +897,33 @@
 
     // The outcome of the last construct or dispatch. Called when the job
     // queue is empty: a dispatch without an outcome then can never settle.
+    // Whether the current dispatch has settled.
+    hasOutcome() {
+      return outcome !== null;
+    },
+
+    // Timers: how long until one is due (-1 for none), and running those
+    // that are.
+    nextTimerDelay: web.nextTimerDelay,
+    runDueTimers: web.runDueTimers,
+
     takeOutcome() {
+      if (api === 'cloudflare') {
+        try {
+          cloudflare.abandonTransactions();
+        } catch (e) {
+          outcome = failure(e);
+        }
+      }
       reportUnhandled();
       const taken = outcome;
       outcome = null;
       if (taken !== null) return taken;
+      if (api === 'cloudflare') {
+        // workerd answers such a request with a 500.
+        return errorOutcome('execution_error',
+          'The script will never generate a response: the handler returned a promise that can never settle (no job, timer or host call is left that could resolve it)');
+      }
       return errorOutcome('never_settles',
         'the handler returned a promise that can never settle: no job, timer or host call is left that could resolve it');
     },
