@@ -63,6 +63,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 mod engine;
+mod envelope;
 pub mod error;
 pub mod events;
 pub mod gateway;

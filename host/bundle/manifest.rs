@@ -62,6 +62,17 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// A manifest of the given namespace → class map, validated.
+    ///
+    /// # Errors
+    ///
+    /// [`ManifestError::Invalid`] as for [`Manifest::parse`].
+    pub fn from_objects(objects: BTreeMap<String, String>) -> Result<Self, ManifestError> {
+        let manifest = Self { objects };
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
     fn validate(&self) -> Result<(), ManifestError> {
         let mut problems = Vec::new();
         if self.objects.is_empty() {

@@ -12,6 +12,7 @@
 
 mod manifest;
 mod namespace;
+mod wrangler;
 
 use std::{collections::BTreeMap, path::Path};
 
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use manifest::{Manifest, ManifestError};
 pub use namespace::export_name_to_namespace;
+pub use wrangler::{WranglerConfig, read_wrangler};
 
 /// The source of the built-in demo bundle.
 const BUILTIN_COUNTER: &str = include_str!("counter.js");

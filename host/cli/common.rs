@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 
 use super::parse::{parse_actor_memory, parse_byte_size, parse_duration, parse_wasm_stack};
 use crate::{
-    bundle::{self, Bundle, Image, Manifest},
+    bundle::{self, Bundle, Image, Manifest, WranglerConfig},
     config::{self, Limits},
     runtime::ClassSource,
     storage::Durability,
@@ -31,6 +31,12 @@ pub struct BundleArgs {
     /// instead of a bundle's source.
     #[arg(long, value_name = "FILE", conflicts_with = "bundle")]
     pub image: Option<PathBuf>,
+
+    /// A Wrangler configuration (wrangler.toml, .json or .jsonc): its
+    /// Durable Object bindings are the namespaces, and its `main` is the
+    /// bundle unless --bundle or --image is given.
+    #[arg(long, value_name = "FILE", conflicts_with = "manifest")]
+    pub wrangler: Option<PathBuf>,
 }
 
 impl BundleArgs {
@@ -44,11 +50,19 @@ impl BundleArgs {
         if self.manifest.is_some() && self.bundle.is_none() {
             bail!("--manifest requires --bundle or --image");
         }
-        let bundle = match &self.bundle {
-            Some(path) => Bundle::from_file(path)?,
-            None => Bundle::builtin_counter(),
+        let wrangler = self.read_wrangler()?;
+        let from_wrangler = wrangler.as_ref().and_then(|w| w.main.clone());
+        let bundle = match (self.bundle.clone(), from_wrangler) {
+            (Some(path), _) | (None, Some(path)) => Bundle::from_file(&path)?,
+            (None, None) if wrangler.is_some() => {
+                bail!("--wrangler needs a `main` in the configuration, or --bundle")
+            }
+            (None, None) => Bundle::builtin_counter(),
         };
-        Ok((bundle, self.read_manifest()?))
+        match wrangler {
+            Some(wrangler) => Ok((bundle, Some(wrangler.manifest))),
+            None => Ok((bundle, self.read_manifest()?)),
+        }
     }
 
     /// The bundle or the image (`--image`), and the manifest.
@@ -62,7 +76,19 @@ impl BundleArgs {
             return Ok((ClassSource::Bundle(bundle), manifest));
         };
         let image = Image::from_file(image)?;
-        Ok((ClassSource::Image(image), self.read_manifest()?))
+        let manifest = match self.read_wrangler()? {
+            Some(wrangler) => Some(wrangler.manifest),
+            None => self.read_manifest()?,
+        };
+        Ok((ClassSource::Image(image), manifest))
+    }
+
+    fn read_wrangler(&self) -> anyhow::Result<Option<WranglerConfig>> {
+        Ok(self
+            .wrangler
+            .as_deref()
+            .map(bundle::read_wrangler)
+            .transpose()?)
     }
 
     fn read_manifest(&self) -> anyhow::Result<Option<Manifest>> {

@@ -194,7 +194,7 @@ impl RunArgs {
         let mut report = json!({
             "ok": false,
             "object": id,
-            "dispatch": match kind { DispatchKind::Rpc { .. } => "rpc", DispatchKind::Fetch { .. } => "fetch" },
+            "dispatch": match kind { DispatchKind::Rpc { .. } | DispatchKind::CloneRpc { .. } => "rpc", DispatchKind::Fetch { .. } => "fetch" },
             "storage": storage_changes(&before, &after),
         });
         let exit = match result {

@@ -149,7 +149,9 @@ impl ServeArgs {
     /// (the message names the file and the reason), or the address cannot be
     /// bound.
     pub async fn execute(self) -> anyhow::Result<()> {
-        let builtin = self.bundle.bundle.is_none() && self.bundle.image.is_none();
+        let builtin = self.bundle.bundle.is_none()
+            && self.bundle.image.is_none()
+            && self.bundle.wrangler.is_none();
         let (source, manifest) = self.bundle.load_source()?;
         let mut config = self.runtime_config();
         if let Some(max) = config.eviction.max_live_objects {

@@ -12,8 +12,14 @@ use wasmtime::{Engine, Linker, Module, Store, TypedFunc};
 
 use super::{ActorState, CallContext, HostContext, ObjectServices, StubDispatcher};
 use crate::{
-    alarms::AlarmIndex, bundle::ClassMap, clock::SharedClock, config::Limits, error::DispatchError,
-    id::ObjectId, storage::ObjectStorage,
+    alarms::AlarmIndex,
+    bundle::ClassMap,
+    clock::SharedClock,
+    config::Limits,
+    envelope::{DispatchKind, FetchRequest, FetchResponse},
+    error::DispatchError,
+    id::ObjectId,
+    storage::ObjectStorage,
 };
 
 const PROBE: &str = r#"
@@ -38,9 +44,23 @@ impl StubDispatcher for NoStubs {
         &self,
         _: &CallContext,
         target: ObjectId,
-        _: String,
-        _: Vec<serde_json::Value>,
+        _: DispatchKind,
     ) -> Result<String, DispatchError> {
+        Err(DispatchError::bad_request(format!(
+            "no stubs in this test ({target})"
+        )))
+    }
+
+    fn find_object(&self, _: &str, _: &str) -> Option<ObjectId> {
+        None
+    }
+
+    fn fetch(
+        &self,
+        _: &CallContext,
+        target: ObjectId,
+        _: FetchRequest,
+    ) -> Result<FetchResponse, DispatchError> {
         Err(DispatchError::bad_request(format!(
             "no stubs in this test ({target})"
         )))
@@ -74,7 +94,7 @@ fn requests(rng: &mut StdRng) -> Vec<u8> {
     let key = serde_json::to_string(&junk_string(rng)).unwrap();
     let value = serde_json::to_string(&junk_string(rng)).unwrap();
     let n = number(rng);
-    let text = match rng.random_range(0..16) {
+    let text = match rng.random_range(0..22) {
         0 => format!(r#"{{"op":"get","key":{key}}}"#),
         1 => format!(r#"{{"op":"put","key":{key},"value":{value}}}"#),
         2 => format!(r#"{{"op":"put","key":{key},"value":"{{\"a\":1}}"}}"#),
@@ -92,6 +112,16 @@ fn requests(rng: &mut StdRng) -> Vec<u8> {
             format!(r#"{{"op":"rpc","namespace":"NS","name":{key},"method":"m","args":{value}}}"#)
         }
         14 => format!(r#"{{"op":{key},"key":1,"extra":[1,2,{{"deep":null}}]}}"#),
+        15 => format!(r#"{{"op":"getMany","keys":[{key},{value},{key}]}}"#),
+        16 => format!(r#"{{"op":"sqlExec","query":{value},"bindings":[{n},{key},{{"b":{key}}}]}}"#),
+        17 => format!(
+            r#"{{"op":"sqlExec","query":"SELECT * FROM kv; ATTACH {key} AS x","bindings":[]}}"#
+        ),
+        18 => r#"{"op":"sqlDatabaseSize"}"#.into(),
+        19 => format!(r#"{{"op":"idFromString","namespace":"NS","id":{key}}}"#),
+        20 => format!(
+            r#"{{"op":"fetch","namespace":"NS","name":{key},"request":{{"method":{value},"url":"u","path":"/","query":{{}},"headers":{{}},"body":null,"rawBody":"","objectUrl":"u"}}}}"#
+        ),
         _ => {
             let mut bytes = vec![0u8; rng.random_range(0..300)];
             rng.fill_bytes(&mut bytes);

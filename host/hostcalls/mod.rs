@@ -26,6 +26,7 @@ use crate::{
     clock::SharedClock,
     config::Limits,
     engine::{MemoryBudget, MemoryLimiter},
+    envelope::{DispatchKind, FetchRequest, FetchResponse},
     error::DispatchError,
     id::ObjectId,
     storage::ObjectStorage,
@@ -42,9 +43,10 @@ pub(crate) const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
 /// The runtime implements this; host calls only see the trait, so they do not
 /// depend on the runtime.
 pub(crate) trait StubDispatcher: Send + Sync {
-    /// Dispatches `method(args)` to `target` on behalf of the caller whose
-    /// call chain and deadline are in `context`, blocking until it settles.
-    /// Returns the result as JSON text.
+    /// Dispatches an RPC (`DispatchKind::Rpc` or `CloneRpc`) to `target`
+    /// on behalf of the caller whose call chain and deadline are in
+    /// `context`, blocking until it settles. Returns the result as JSON
+    /// text.
     ///
     /// # Errors
     ///
@@ -54,9 +56,24 @@ pub(crate) trait StubDispatcher: Send + Sync {
         &self,
         context: &CallContext,
         target: ObjectId,
-        method: String,
-        args: Vec<serde_json::Value>,
+        kind: DispatchKind,
     ) -> Result<String, DispatchError>;
+
+    /// The object of `namespace` whose hash is `hash`, if one has ever been
+    /// started (it has a database) or is live.
+    fn find_object(&self, namespace: &str, hash: &str) -> Option<ObjectId>;
+
+    /// Delivers `request` to `target`'s `fetch` handler, like [`Self::call`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`Self::call`].
+    fn fetch(
+        &self,
+        context: &CallContext,
+        target: ObjectId,
+        request: FetchRequest,
+    ) -> Result<FetchResponse, DispatchError>;
 }
 
 /// Who is calling and until when: set before each dispatch.

@@ -10,9 +10,12 @@
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::HostContext;
+use std::sync::Arc;
+
+use super::{HostContext, StubDispatcher};
 use crate::{
     bundle::Api,
+    envelope::{DispatchKind, FetchRequest},
     error::{DispatchError, ErrorCode},
     id::ObjectId,
     storage::{AlarmRow, ListQuery, ObjectStorage, SqlError, value_from_json, value_to_json},
@@ -65,6 +68,9 @@ enum HostRequest {
     RandomBytes { len: usize },
     /// `env.NS.getByName(name)`: the validated id.
     ObjectId { namespace: String, name: String },
+    /// `env.NS.idFromString(id)`: the object whose hash is `id` (64 hex
+    /// digits) if one exists, else the unique object named `id`.
+    IdFromString { namespace: String, id: String },
     /// `stub.rpc(method, args)`: `args` is a JSON array as text; the answer's
     /// value is the result as JSON text.
     Rpc {
@@ -72,6 +78,17 @@ enum HostRequest {
         name: String,
         method: String,
         args: String,
+        /// `args` is the structured-clone text of the argument array, and
+        /// the answer the structured-clone text of the result (a
+        /// Cloudflare-flavour stub).
+        #[serde(default)]
+        cloned: bool,
+    },
+    /// `stub.fetch(request)`: the target's response.
+    Fetch {
+        namespace: String,
+        name: String,
+        request: Box<FetchRequest>,
     },
 }
 
@@ -276,20 +293,51 @@ fn perform(host: &mut HostContext, request: HostRequest) -> Result<Value, Refusa
             let id = stub_target(host, &namespace, &name)?;
             Ok(serde_json::to_value(&id).expect("ids encode as JSON"))
         }
+        HostRequest::IdFromString { namespace, id } => {
+            if id.len() != 64
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
+                return Err(DispatchError::bad_request(
+                    "Invalid Durable Object ID: must be 64 hex digits",
+                )
+                .into());
+            }
+            // TODO: the id string of a named object that has never started
+            // (it has no database yet) resolves to a new unique object, not
+            // to the named one: no directory of names is kept.
+            let unique = stub_target(host, &namespace, &id)?;
+            let found = stubs(host)?.find_object(unique.namespace(), &id);
+            let id = found.unwrap_or(unique);
+            Ok(serde_json::to_value(&id).expect("ids encode as JSON"))
+        }
         HostRequest::Rpc {
             namespace,
             name,
             method,
             args,
+            cloned,
         } => {
             let target = stub_target(host, &namespace, &name)?;
-            let args: Vec<Value> = serde_json::from_str(&args).map_err(|e| {
-                DispatchError::bad_request(format!("stub arguments are not a JSON array: {e}"))
-            })?;
-            let stubs = host.stubs.clone().ok_or_else(|| {
-                DispatchError::bad_request("stubs are not available while the bundle loads")
-            })?;
-            Ok(Value::String(stubs.call(&host.call, target, method, args)?))
+            let kind = if cloned {
+                DispatchKind::CloneRpc { method, args }
+            } else {
+                let args: Vec<Value> = serde_json::from_str(&args).map_err(|e| {
+                    DispatchError::bad_request(format!("stub arguments are not a JSON array: {e}"))
+                })?;
+                DispatchKind::Rpc { method, args }
+            };
+            Ok(Value::String(stubs(host)?.call(&host.call, target, kind)?))
+        }
+        HostRequest::Fetch {
+            namespace,
+            name,
+            request,
+        } => {
+            let target = stub_target(host, &namespace, &name)?;
+            let response = stubs(host)?.fetch(&host.call, target, *request)?;
+            Ok(serde_json::to_value(response).expect("responses encode as JSON"))
         }
     }
 }
@@ -341,6 +389,12 @@ fn guest_alarm_time(host: &HostContext, due_ms: u64) -> u64 {
         Some(offset) => due_ms.saturating_add_signed(offset.saturating_neg()).max(1),
         None => due_ms,
     }
+}
+
+fn stubs(host: &HostContext) -> Result<Arc<dyn StubDispatcher>, DispatchError> {
+    host.stubs
+        .clone()
+        .ok_or_else(|| DispatchError::bad_request("stubs are not available while the bundle loads"))
 }
 
 fn storage(host: &HostContext) -> Result<&ObjectStorage, DispatchError> {

@@ -23,7 +23,6 @@ mod actor;
 mod background;
 mod batch;
 mod builder;
-mod envelope;
 mod image;
 mod registry;
 mod scheduler;
@@ -43,7 +42,7 @@ use anyhow::Context;
 pub use background::ShutdownReport;
 pub use builder::RuntimeBuilder;
 
-pub use envelope::{
+pub use crate::envelope::{
     DispatchKind, DispatchOutput, DispatchRequest, DispatchValue, FetchRequest, FetchResponse,
 };
 
@@ -538,7 +537,9 @@ impl Runtime {
         let ticket = self.join_batch(&mut guard, id);
         self.release(guard, id);
         let (kind, method) = match kind {
-            DispatchKind::Rpc { method, .. } => ("rpc", Some(method.as_str())),
+            DispatchKind::Rpc { method, .. } | DispatchKind::CloneRpc { method, .. } => {
+                ("rpc", Some(method.as_str()))
+            }
             DispatchKind::Fetch { .. } => ("fetch", None),
         };
         self.shared.config.events.emit(&Event::Dispatched {
@@ -786,26 +787,59 @@ impl Reclaim for Reclaimer {
 /// Routes stub calls back into the runtime without keeping it alive.
 struct Stubs(Weak<Shared>);
 
+impl Stubs {
+    fn deliver(
+        &self,
+        context: &CallContext,
+        target: ObjectId,
+        kind: DispatchKind,
+    ) -> Result<DispatchValue, DispatchError> {
+        let shared = self.0.upgrade().ok_or_else(|| {
+            DispatchError::new(ErrorCode::ExecutionError, "the runtime is shutting down")
+        })?;
+        let runtime = Runtime { shared };
+        let request = DispatchRequest { id: target, kind };
+        Ok(runtime.dispatch_nested(request, context)?.value)
+    }
+}
+
 impl StubDispatcher for Stubs {
     fn call(
         &self,
         context: &CallContext,
         target: ObjectId,
-        method: String,
-        args: Vec<serde_json::Value>,
+        kind: DispatchKind,
     ) -> Result<String, DispatchError> {
-        let shared = self.0.upgrade().ok_or_else(|| {
-            DispatchError::new(ErrorCode::ExecutionError, "the runtime is shutting down")
-        })?;
-        let runtime = Runtime { shared };
-        let request = DispatchRequest {
-            id: target,
-            kind: DispatchKind::Rpc { method, args },
-        };
-        let output = runtime.dispatch_nested(request, context)?;
-        match output.value {
+        match self.deliver(context, target, kind)? {
             DispatchValue::Rpc(raw) => Ok(raw.get().to_string()),
             DispatchValue::Fetch(_) => unreachable!("an RPC dispatch answers with an RPC value"),
+        }
+    }
+
+    fn find_object(&self, namespace: &str, hash: &str) -> Option<ObjectId> {
+        let shared = self.0.upgrade()?;
+        if let Some(id) = shared.registry.find_by_hash(namespace, hash) {
+            return Some(id);
+        }
+        let root = shared.config.storage_root_for(namespace);
+        let path = crate::storage::database_path_for_hash(root, hash);
+        crate::storage::read_identity(&path)
+            .ok()
+            .filter(|id| id.namespace() == namespace && id.hash() == hash)
+    }
+
+    fn fetch(
+        &self,
+        context: &CallContext,
+        target: ObjectId,
+        request: FetchRequest,
+    ) -> Result<FetchResponse, DispatchError> {
+        let kind = DispatchKind::Fetch {
+            request: Box::new(request),
+        };
+        match self.deliver(context, target, kind)? {
+            DispatchValue::Fetch(response) => Ok(response),
+            DispatchValue::Rpc(_) => unreachable!("a fetch dispatch answers with a fetch value"),
         }
     }
 }

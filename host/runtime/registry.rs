@@ -174,6 +174,14 @@ impl Registry {
     }
 
     /// How many objects have a live actor (or one running a dispatch).
+    /// The object of `namespace` with a slot whose hash is `hash`.
+    pub(super) fn find_by_hash(&self, namespace: &str, hash: &str) -> Option<ObjectId> {
+        self.map()
+            .keys()
+            .find(|id| id.namespace() == namespace && id.hash() == hash)
+            .cloned()
+    }
+
     pub(super) fn live_count(&self) -> usize {
         self.map()
             .values()

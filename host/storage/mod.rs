@@ -46,9 +46,15 @@ impl StorageError {
 
 /// The path of an object's database under a storage root.
 pub fn database_path(root: &Path, id: &ObjectId) -> PathBuf {
+    database_path_for_hash(root, id.hash())
+}
+
+/// The path of the database of the object whose hash is `hash` (64 hex
+/// digits).
+pub fn database_path_for_hash(root: &Path, hash: &str) -> PathBuf {
     root.join("objects")
-        .join(&id.hash()[..2])
-        .join(format!("{}.sqlite", id.hash()))
+        .join(hash.get(..2).unwrap_or("00"))
+        .join(format!("{hash}.sqlite"))
 }
 
 /// The open database of one object.
@@ -528,6 +534,25 @@ pub fn read_stored_alarm(path: &Path) -> Result<Option<StoredAlarm>, StorageErro
     let Some(alarm) = alarm.map_err(|e| fail(&e))? else {
         return Ok(None);
     };
+    let id = identity(&conn, path)?;
+    Ok(Some(StoredAlarm { id, alarm }))
+}
+
+/// The object whose database is at `path`, as its `meta` table records it,
+/// read without changing the file.
+///
+/// # Errors
+///
+/// [`StorageError`] naming the file when it cannot be read (it does not
+/// exist, or a live actor holds it) or its identity is missing or invalid.
+pub fn read_identity(path: &Path) -> Result<ObjectId, StorageError> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| StorageError(format!("`{}`: {e}", path.display())))?;
+    identity(&conn, path)
+}
+
+fn identity(conn: &Connection, path: &Path) -> Result<ObjectId, StorageError> {
+    let fail = |e: &dyn std::fmt::Display| StorageError(format!("`{}`: {e}", path.display()));
     let meta = |key: &str| -> Result<String, StorageError> {
         let json: String = conn
             .query_row("SELECT value_json FROM meta WHERE key = ?1", [key], |row| {
@@ -536,9 +561,7 @@ pub fn read_stored_alarm(path: &Path) -> Result<Option<StoredAlarm>, StorageErro
             .map_err(|e| fail(&format!("no `{key}` in meta: {e}")))?;
         serde_json::from_str(&json).map_err(|e| fail(&format!("bad `{key}` in meta: {e}")))
     };
-    let id =
-        ObjectId::new(&meta("object.namespace")?, &meta("object.name")?).map_err(|e| fail(&e))?;
-    Ok(Some(StoredAlarm { id, alarm }))
+    ObjectId::new(&meta("object.namespace")?, &meta("object.name")?).map_err(|e| fail(&e))
 }
 
 /// Every key and JSON value of the database at `path`, read without

@@ -574,7 +574,7 @@ async fn storage_methods_follow_cloudflare() {
             "prefix": ["k4", "k3"],
             "errors": [
                 "TypeError: list() cannot be called with both start and startAfter values.",
-                "RangeError: List limit must be positive."
+                "TypeError: List limit must be positive."
             ],
         })
     );
@@ -891,4 +891,134 @@ async fn sql_runs_against_the_objects_own_tables_only() {
     assert!(runaway.text.contains("deadline"), "{}", runaway.text);
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(call("kvStillWorks").await, 42);
+}
+
+// ---- --wrangler ------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_wrangler_configuration_names_the_bundle_and_the_namespaces() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    std::fs::copy(
+        fixtures().join("cloudflare/counter.js"),
+        dir.path().join("src/index.js"),
+    )
+    .unwrap();
+    let config = dir.path().join("wrangler.jsonc");
+    std::fs::write(
+        &config,
+        "{\n  // as Cloudflare projects write it\n  \"name\": \"demo\",\n  \"main\": \"src/index.js\",\n  \
+         \"durable_objects\": { \"bindings\": [ { \"name\": \"COUNTERS\", \"class_name\": \"Counter\" }, ] },\n  \
+         \"migrations\": [ { \"tag\": \"v1\", \"new_sqlite_classes\": [\"Counter\"] } ],\n}\n",
+    )
+    .unwrap();
+    let storage = dir.path().join("storage");
+    let server = crate::support::BinaryServer::start(&[
+        "--wrangler",
+        config.to_str().unwrap(),
+        "--storage",
+        storage.to_str().unwrap(),
+    ]);
+    let reply = crate::support::post_json(&server.base, "/rpc/COUNTERS/a/increment", "[5]").await;
+    assert_eq!(reply.result(), 5);
+    let unknown = crate::support::post_json(&server.base, "/rpc/COUNTER/a/increment", "[]").await;
+    assert_eq!(unknown.status, 404, "only the bound namespace exists");
+    server.kill();
+
+    let (status, stderr) = crate::support::run_binary(&[
+        "--wrangler",
+        config.to_str().unwrap(),
+        "--manifest",
+        "m.yaml",
+    ]);
+    assert!(!status.success());
+    assert!(stderr.contains("cannot be used with"), "{stderr}");
+}
+
+// ---- stubs ---------------------------------------------------------------------
+
+const STUB_BUNDLE: &str = r#"
+import { DurableObject } from "cloudflare:workers";
+export class Caller extends DurableObject {
+  async clone() {
+    const cyclic = { n: 1 };
+    cyclic.self = cyclic;
+    const back = await this.env.CALLEE.getByName("c").echo(new Map([["k", cyclic]]), 10n);
+    return { map: back[0] instanceof Map, cycle: back[0].get("k").self === back[0].get("k"), big: typeof back[1] };
+  }
+  async errors() {
+    const out = {};
+    try { await this.env.CALLEE.getByName("c").fail(); } catch (e) { out.thrown = [e.name, e.message, e instanceof RangeError]; }
+    try { await this.env.CALLEE.getByName("c").missing(); } catch (e) { out.missing = [e.name, e.message]; }
+    return out;
+  }
+  async fetchIt() {
+    const response = await this.env.CALLEE.getByName("c").fetch("http://callee.test/p?q=1", {
+      method: "POST", body: new Uint8Array([0, 255]), headers: { "x-h": "v" },
+    });
+    return { status: response.status, statusText: response.statusText, header: response.headers.get("x-seen"),
+      bytes: [...new Uint8Array(await response.arrayBuffer())] };
+  }
+  async remember(v) { await this.env.CALLEE.getByName("named").put(v); return this.env.CALLEE.idFromName("named").toString(); }
+  async recall(hex) {
+    const id = this.env.CALLEE.idFromString(hex);
+    return { name: id.name ?? null, value: await this.env.CALLEE.get(id).get() };
+  }
+}
+export class Callee extends DurableObject {
+  echo(...args) { return args; }
+  fail() { throw new RangeError("out of range"); }
+  async put(v) { await this.ctx.storage.put("v", v); }
+  async get() { return (await this.ctx.storage.get("v")) ?? null; }
+  async fetch(request) {
+    const body = new Uint8Array(await request.arrayBuffer());
+    return new Response(new Uint8Array([...body].reverse()), {
+      status: 207, statusText: "Multi", headers: { "x-seen": request.method + " " + new URL(request.url).search + " " + request.headers.get("x-h") },
+    });
+  }
+}
+"#;
+
+#[tokio::test]
+async fn stubs_carry_structured_clones_errors_and_fetches() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        ServerBuilder::new(source(STUB_BUNDLE))
+            .storage(dir.path())
+            .start()
+    };
+    let server = start().await;
+    let call = |method: &'static str, args: Value| {
+        let server = &server;
+        async move { server.call("CALLER", "a", method, args).await }
+    };
+    assert_eq!(
+        call("clone", json!([])).await,
+        json!({"map": true, "cycle": true, "big": "bigint"})
+    );
+    assert_eq!(
+        call("errors", json!([])).await,
+        json!({
+            "thrown": ["RangeError", "out of range", true],
+            "missing": ["TypeError", "The RPC receiver does not implement the method \"missing\"."],
+        })
+    );
+    assert_eq!(
+        call("fetchIt", json!([])).await,
+        json!({"status": 207, "statusText": "Multi", "header": "POST ?q=1 v", "bytes": [255, 0]})
+    );
+    let hex = call("remember", json!(["kept"])).await;
+    assert_eq!(
+        call("recall", json!([hex.clone()])).await,
+        json!({"name": null, "value": "kept"})
+    );
+    // After a restart the named object is not live: its database says who
+    // it is.
+    server.runtime.shutdown(Duration::from_secs(5)).await;
+    drop(server);
+    let server = start().await;
+    assert_eq!(
+        server.call("CALLER", "b", "recall", json!([hex])).await,
+        json!({"name": null, "value": "kept"})
+    );
 }

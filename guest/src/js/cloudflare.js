@@ -12,6 +12,8 @@
 
   const host = internals.host;
   const clone = internals.clone;
+  const web = internals.web;
+  const JSONparse = JSON.parse;
   const alarmTime = internals.alarmTime;
   const wellFormed = internals.wellFormed;
   const ReflectApply = Reflect.apply;
@@ -55,13 +57,18 @@
 
   const UNIQUE_ID = /^[0-9a-f]{64}$/;
   const idStrings = new WeakMap();
+  // The object name behind each id, whether or not it shows as `name`.
+  const idNames = new WeakMap();
 
   // An object's id: `toString()` is 64 hex digits; `name` is the name it
-  // was made from (undefined for a unique id).
+  // was made from (undefined for a unique id, and for one made by
+  // idFromString, as in Cloudflare).
   class DurableObjectId {
-    constructor(hex, name) {
+    constructor(hex, name, shownName) {
       idStrings.set(this, hex);
-      if (name !== undefined) defineProperty(this, 'name', { value: name, enumerable: true });
+      idNames.set(this, name === undefined ? hex : name);
+      const shown = arguments.length > 2 ? shownName : name;
+      if (shown !== undefined) defineProperty(this, 'name', { value: shown, enumerable: true });
     }
 
     toString() {
@@ -88,8 +95,9 @@
 
   // The object name behind an id.
   function nameOf(id) {
-    if (!(id instanceof DurableObjectId)) throw new TypeErrorCtor('expected a DurableObjectId');
-    return id.name !== undefined ? id.name : id.toString();
+    const name = idNames.get(id);
+    if (name === undefined) throw new TypeErrorCtor('expected a DurableObjectId');
+    return name;
   }
 
   // ---- keys and values ----------------------------------------------------
@@ -202,7 +210,7 @@
         if (options.reverse !== undefined) request.reverse = !!options.reverse;
         if (options.limit !== undefined && options.limit !== null) {
           const limit = +options.limit;
-          if (!(limit > 0)) throw new RangeErrorCtor('List limit must be positive.');
+          if (!(limit > 0)) throw new TypeErrorCtor('List limit must be positive.');
           request.limit = Math.floor(limit);
         }
       }
@@ -307,7 +315,6 @@
 
   // ---- ctx.storage.sql ------------------------------------------------------
 
-  const web = internals.web;
   const cursors = new WeakMap();
 
   function sqlBinding(value) {
@@ -433,32 +440,50 @@
 
   // ---- env ----------------------------------------------------------------
 
+  // A stub: any method name is an RPC to the object (arguments and result
+  // by structured clone; an exception the method threw is rethrown here),
+  // and fetch() delivers a Request to its fetch handler.
   function makeStub(namespace, id) {
     const name = nameOf(id);
     const call = (method, args) => {
-      let encoded;
+      let result;
       try {
-        encoded = JSON.stringify(args);
+        result = JSONparse(host({ op: 'rpc', namespace, name, method, args: clone.serialize(args), cloned: true }));
       } catch (e) {
         return ReflectApply(PromiseReject, PromiseCtor, [e]);
       }
+      if (result[0] === '!') {
+        return ReflectApply(PromiseReject, PromiseCtor, [clone.deserialize(result.slice(1))]);
+      }
+      return ReflectApply(PromiseResolve, PromiseCtor, [clone.deserialize(result)]);
+    };
+    const fetch = (input, init) => {
+      let request;
       try {
-        const result = host({ op: 'rpc', namespace, name, method, args: encoded });
-        return ReflectApply(PromiseResolve, PromiseCtor, [JSON.parse(result)]);
+        request = new web.Request(input, init);
       } catch (e) {
         return ReflectApply(PromiseReject, PromiseCtor, [e]);
       }
+      return ReflectApply(PromiseThen, request.arrayBuffer(), [(body) => {
+        const headers = {};
+        for (const [key, value] of request.headers) headers[key] = value;
+        const bytes = new Uint8Array(body);
+        const answer = host({
+          op: 'fetch', namespace, name,
+          request: { method: request.method, url: request.url, path: new URL(request.url).pathname, query: {},
+            headers, body: null, rawBody: '', objectUrl: request.url,
+            bodyBase64: bytes.length === 0 ? '' : web.bytesToBase64(bytes) },
+        });
+        let responseBody = null;
+        if (typeof answer.bodyBase64 === 'string') responseBody = web.base64ToBytes(answer.bodyBase64);
+        else if (typeof answer.body === 'string') responseBody = answer.body;
+        const nullBody = answer.status === 204 || answer.status === 205 || answer.status === 304;
+        return new web.Response(nullBody ? null : responseBody, {
+          status: answer.status, statusText: answer.statusText || '', headers: answer.headers,
+        });
+      }]);
     };
-    const target = {
-      id,
-      name: id.name,
-      fetch() {
-        return ReflectApply(PromiseReject, PromiseCtor, [new ErrorCtor(
-          'stub.fetch() is not supported by go-go-objects yet; call an RPC method instead')]);
-      },
-    };
-    // TODO: stub RPC arguments and results travel as JSON, not by
-    // structured clone, and stub.fetch() is not implemented.
+    const target = { id, name: id.name, fetch };
     return new Proxy(target, {
       get(object, property) {
         if (property in object) return object[property];
@@ -477,9 +502,10 @@
       idFromString(hex) {
         const text = StringCtor(hex);
         if (!UNIQUE_ID.test(text)) throw new TypeErrorCtor('Invalid Durable Object ID: must be 64 hex digits');
-        // TODO: the string of a named id addresses the object named by
-        // that string, not the named object (no directory of names yet).
-        return new DurableObjectId(text, undefined);
+        // The object that already has this hash, if there is one, else
+        // the unique object of that id.
+        const described = host({ op: 'idFromString', namespace, id: text });
+        return new DurableObjectId(text, described.name, undefined);
       },
       newUniqueId() {
         const bytes = internals.randomBytes(32);

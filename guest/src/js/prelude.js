@@ -723,6 +723,41 @@
     return ReflectApply(method, instance, input.args);
   }
 
+  // An RPC from a Cloudflare-flavour stub: arguments and result by
+  // structured clone. An exception the method throws is the result too,
+  // marked with "!", so that the caller gets it back as the same kind of
+  // error; only the runtime's own errors (timeouts, out of memory) stay
+  // failures of the dispatch.
+  function startCloneRpc(input) {
+    const clone = internals.clone;
+    const thrownText = (e) => {
+      try {
+        return '!' + clone.serialize(e);
+      } catch (_) {
+        return '!' + clone.serialize(new ErrorCtor(errorText(e)));
+      }
+    };
+    const method = rpcMethod(instance, input.method);
+    if (method === null) {
+      return thrownText(new TypeErrorCtor('The RPC receiver does not implement the method "' +
+        StringCtor(input.method) + '".'));
+    }
+    let value;
+    try {
+      value = ReflectApply(method, instance, clone.deserialize(input.args));
+    } catch (e) {
+      if (codeOf(e) !== null || isOutOfMemory(e)) throw e;
+      return thrownText(e);
+    }
+    return ReflectApply(PromiseThen, ReflectApply(PromiseResolve, PromiseCtor, [value]), [
+      (settled) => clone.serialize(settled),
+      (e) => {
+        if (codeOf(e) !== null || isOutOfMemory(e)) throw e;
+        return thrownText(e);
+      },
+    ]);
+  }
+
   // A class without alarm() consumes its alarms.
   function startAlarm(input) {
     const handler = instance.alarm;
@@ -882,6 +917,8 @@
       try {
         if (input.kind === 'rpc') {
           settle(startRpc(input), rpcOutcome);
+        } else if (input.kind === 'cloneRpc') {
+          settle(startCloneRpc(input), rpcOutcome);
         } else if (input.kind === 'fetch') {
           settle(startFetch(input), api === 'cloudflare' ? cloudflareFetchOutcome : fetchOutcome);
         } else if (input.kind === 'alarm') {

@@ -122,7 +122,7 @@
 
   function base64ToBytes(text) {
     const buffer = natives.base64ToBytes(text);
-    if (buffer === null) throw new TypeErrorCtor('invalid base64 from the host');
+    if (buffer === null || buffer === undefined) throw new TypeErrorCtor('invalid base64 from the host');
     return new Uint8ArrayCtor(buffer);
   }
 
@@ -131,7 +131,7 @@
   function btoa(data) {
     if (arguments.length === 0) throw new TypeErrorCtor("Failed to execute 'btoa': 1 argument required");
     const encoded = natives.latin1ToBase64(StringCtor(data));
-    if (encoded === null) {
+    if (encoded === null || encoded === undefined) {
       throw new DOMException('The string to be encoded contains characters outside of the Latin1 range.',
         'InvalidCharacterError');
     }
@@ -142,7 +142,7 @@
     if (arguments.length === 0) throw new TypeErrorCtor("Failed to execute 'atob': 1 argument required");
     const text = StringCtor(data).replace(/[\t\n\f\r ]/g, '');
     const decoded = /^[A-Za-z0-9+/]*={0,2}$/.test(text) ? natives.base64ToLatin1(text) : null;
-    if (decoded === null) {
+    if (decoded === null || decoded === undefined) {
       throw new DOMException('The string to be decoded is not correctly encoded.', 'InvalidCharacterError');
     }
     return decoded;

@@ -20,7 +20,7 @@ use wasmtime::{Instance, InstancePre, Memory, Store, TypedFunc};
 
 pub(crate) use alarm::AlarmOutcome;
 
-use super::envelope::{DispatchKind, DispatchOutput, DispatchValue, FetchResponse};
+use crate::envelope::{DispatchKind, DispatchOutput, DispatchValue, FetchResponse};
 use crate::{
     bundle::{Api, Bundle, BundleFormat, ExportInfo},
     engine::{EPOCH_TICK, GuestEngine, Preinitializer, Refusal, out_of_fuel, trap_to_error},
@@ -292,7 +292,7 @@ impl Actor {
                 e
             })?;
         let value = match kind {
-            DispatchKind::Rpc { .. } => DispatchValue::Rpc(
+            DispatchKind::Rpc { .. } | DispatchKind::CloneRpc { .. } => DispatchValue::Rpc(
                 outcome
                     .result
                     .unwrap_or_else(|| RawValue::from_string("null".into()).expect("null is JSON")),

@@ -1,4 +1,6 @@
-//! What a dispatch carries in and out.
+//! What a dispatch carries in and out: the kinds of delivery, the request a
+//! `fetch` handler sees and what it answers. A leaf module: the runtime, the
+//! gateway and the host calls (for stubs) all speak it.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, value::RawValue};
@@ -30,10 +32,20 @@ pub enum DispatchKind {
         /// The request the handler sees.
         request: Box<FetchRequest>,
     },
+    /// Call an RPC method for another object's stub, with arguments by
+    /// structured clone (Cloudflare-flavour JavaScript RPC). The result is
+    /// the structured-clone text of the value, or of the exception, which
+    /// starts with `!`.
+    CloneRpc {
+        /// The method name.
+        method: String,
+        /// The structured-clone text of the argument array.
+        args: String,
+    },
 }
 
 /// The request object a `fetch` handler receives.
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct FetchRequest {
     /// HTTP method.
@@ -54,19 +66,19 @@ pub struct FetchRequest {
     pub raw_body: String,
     /// Why a body sent as JSON did not parse; the reference API refuses
     /// such a request.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_error: Option<String>,
     /// The URL as the object sees it (Cloudflare-flavour `request.url`):
     /// the client's scheme and host, then the path after `/fetch/NS/name`
     /// and the query exactly as sent.
     pub object_url: String,
     /// The body's exact bytes, in base64 (empty for no body).
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub body_base64: String,
 }
 
 /// What a `fetch` handler returned.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct FetchResponse {
     /// HTTP status, 200 to 599.
