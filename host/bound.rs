@@ -98,6 +98,11 @@ impl BoundDispatcher {
         })
     }
 
+    /// The API the bundle's objects are given.
+    pub fn api(&self) -> crate::bundle::Api {
+        self.runtime.classes().api()
+    }
+
     /// The namespaces this dispatcher reaches.
     pub fn namespaces(&self) -> impl Iterator<Item = &str> {
         self.namespaces.iter().map(String::as_str)

@@ -184,11 +184,11 @@ fn evaluate_module<'js>(
     let workers: Object = call_entry(ctx, entry, "workersModule", ())?;
     match modules::evaluate(ctx, workers, &input.filename, &input.source)? {
         Evaluated::Namespace(namespace) => call_entry(ctx, entry, "loadModule", (namespace,)),
-        Evaluated::Thrown(thrown) => call_entry(ctx, entry, "describeFailure", (thrown,)),
+        Evaluated::Thrown(thrown) => call_entry(ctx, entry, "describeModuleFailure", (thrown,)),
         Evaluated::NeverSettles => call_entry(
             ctx,
             entry,
-            "describeFailure",
+            "describeModuleFailure",
             ("the module's top-level await never settles",),
         ),
     }

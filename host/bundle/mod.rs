@@ -42,6 +42,35 @@ pub enum BundleFormat {
     Module,
 }
 
+/// Whether `line` starts with an `import` or `export` statement.
+fn is_module_statement(line: &str) -> bool {
+    const EXPORTED: &[&str] = &[
+        "class ", "function", "async ", "const ", "let ", "var ", "default ",
+    ];
+    if let Some(rest) = line.strip_prefix("export") {
+        let trimmed = rest.trim_start();
+        let spaced = trimmed.len() < rest.len();
+        return trimmed.starts_with(['{', '*'])
+            || spaced && EXPORTED.iter().any(|start| trimmed.starts_with(start));
+    }
+    if let Some(rest) = line.strip_prefix("import") {
+        let trimmed = rest.trim_start();
+        let spaced = trimmed.len() < rest.len();
+        if trimmed.starts_with(['{', '*', '"', '\'']) {
+            return true;
+        }
+        // `import name from "..."`, `import name, { ... } from "..."`.
+        let first = trimmed.split_whitespace().next().unwrap_or("");
+        let name = first.trim_end_matches(',');
+        let identifier = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '$');
+        return spaced && identifier && trimmed.contains(" from ");
+    }
+    false
+}
+
 /// The API a bundle's objects are given.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -207,7 +236,8 @@ impl Bundle {
 
     /// How the source is evaluated: `.mjs` files are ES modules and `.cjs`
     /// files CommonJS; otherwise a bundle is a module when a line starts
-    /// with an `import` or `export` statement.
+    /// with an `import` or `export` statement (`export class`, `export {`,
+    /// `import { x } from`, `import "./x"`...), not merely with the word.
     pub fn format(&self) -> BundleFormat {
         if self.filename.ends_with(".mjs") {
             return BundleFormat::Module;
@@ -215,15 +245,11 @@ impl Bundle {
         if self.filename.ends_with(".cjs") {
             return BundleFormat::CommonJs;
         }
-        let is_statement = |line: &str, keyword: &str| {
-            line.strip_prefix(keyword)
-                .is_some_and(|rest| rest.starts_with([' ', '\t', '{', '*', '"', '\'']))
-        };
         let module = self
             .source
             .lines()
             .map(str::trim_start)
-            .any(|line| is_statement(line, "export") || is_statement(line, "import"));
+            .any(is_module_statement);
         if module {
             BundleFormat::Module
         } else {
@@ -353,6 +379,32 @@ mod tests {
         ExportInfo {
             name: name.to_string(),
             is_class: true,
+        }
+    }
+
+    #[test]
+    fn tells_module_statements_from_words() {
+        for line in [
+            "export class A {}",
+            "export { A, B };",
+            "export default class {}",
+            "export async function f() {}",
+            "import { DurableObject } from 'cloudflare:workers';",
+            "import * as x from \"y\";",
+            "import './side-effect.js';",
+            "import thing from \"thing\";",
+            "import a, { b } from 'c';",
+        ] {
+            assert!(is_module_statement(line), "{line}");
+        }
+        for line in [
+            "export the values below",
+            "import this list into the table",
+            "exports.objects = { A };",
+            "important = true;",
+            "import(\"x\").then(f);",
+        ] {
+            assert!(!is_module_statement(line), "{line}");
         }
     }
 

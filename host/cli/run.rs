@@ -29,7 +29,7 @@ use crate::{
     bundle::Manifest,
     config::{AlarmConfig, EvictionConfig, RuntimeConfig},
     error::{DispatchError, ErrorCode},
-    gateway::fetch_request,
+    gateway::{FetchRoute, fetch_request},
     runtime::{ClassSource, DispatchKind, DispatchOutput, DispatchRequest, DispatchValue, Runtime},
     storage,
 };
@@ -332,7 +332,11 @@ impl RunArgs {
         let rest = uri.path()[format!("/fetch/{}/{}", id.namespace(), id.name()).len()..]
             .trim_start_matches('/')
             .to_string();
-        let request = fetch_request(&method, &uri, &headers, &rest, &body)
+        let route = FetchRoute {
+            rest: &rest,
+            fixed_segments: 3,
+        };
+        let request = fetch_request(&method, &uri, &headers, route, &body, None)
             .map_err(|e| anyhow::anyhow!("{}", e.message))?;
         Ok(DispatchKind::Fetch {
             request: Box::new(request),

@@ -126,8 +126,18 @@ async fn bound_fetch(
         };
         let namespace = segment("namespace").unwrap_or_default().to_string();
         let rest = segment("rest").unwrap_or("");
-        let request =
-            fetch::fetch_request(&method, &uri, &headers, rest, &body.map_err(body_error)?)?;
+        let route = fetch::FetchRoute {
+            rest,
+            fixed_segments: 2,
+        };
+        let request = fetch::fetch_request(
+            &method,
+            &uri,
+            &headers,
+            route,
+            &body.map_err(body_error)?,
+            Some(state.dispatcher.api()),
+        )?;
         let kind = DispatchKind::Fetch {
             request: Box::new(request),
         };

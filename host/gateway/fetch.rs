@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use super::{AppState, FUEL_HEADER, body_error};
 use crate::{
+    bundle::Api,
     error::{DispatchError, ErrorCode},
     id::ObjectId,
     runtime::{DispatchKind, DispatchRequest, DispatchValue, FetchRequest, FetchResponse},
@@ -42,7 +43,19 @@ pub(super) async fn handle(
             ));
         }
         let rest = segments.get("rest").map_or("", String::as_str);
-        let request = fetch_request(&method, &uri, &headers, rest, &body.map_err(body_error)?)?;
+        let route = FetchRoute {
+            rest,
+            fixed_segments: 3,
+        };
+        let api = state.runtime.classes().api();
+        let request = fetch_request(
+            &method,
+            &uri,
+            &headers,
+            route,
+            &body.map_err(body_error)?,
+            Some(api),
+        )?;
         let output = state
             .runtime
             .dispatch(DispatchRequest {
@@ -62,16 +75,33 @@ pub(super) async fn handle(
 }
 
 /// The request object the handler sees.
+/// Where the object's own path starts in a `/fetch` route.
+#[derive(Clone, Copy)]
+pub(crate) struct FetchRoute<'a> {
+    /// The path after the route's fixed segments, decoded.
+    pub(crate) rest: &'a str,
+    /// How many segments come before it (`fetch`, the namespace, the name).
+    pub(crate) fixed_segments: usize,
+}
+
 pub(crate) fn fetch_request(
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
-    rest: &str,
+    route: FetchRoute<'_>,
     body: &[u8],
+    api: Option<Api>,
 ) -> Result<FetchRequest, DispatchError> {
+    let rest = route.rest;
+    // A Host header that is not a host (and port) would make a URL that
+    // does not parse; such a request is addressed as `localhost`.
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            h.parse::<axum::http::uri::Authority>()
+                .is_ok_and(|a| !h.is_empty() && a.as_str() == *h && !h.contains('@'))
+        })
         .unwrap_or("localhost");
     let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
 
@@ -121,10 +151,28 @@ pub(crate) fn fetch_request(
         Value::String(raw_body.clone())
     };
 
+    // The object's URL keeps the path exactly as the client sent it
+    // (escapes and all), so that an encoded `?`, `#` or `/` stays data.
+    let raw_rest = raw_rest(uri.path(), route.fixed_segments);
     let object_url = match uri.query() {
-        Some(query) => format!("http://{host}/{rest}?{query}"),
-        None => format!("http://{host}/{rest}"),
+        Some(query) => format!("http://{host}/{raw_rest}?{query}"),
+        None => format!("http://{host}/{raw_rest}"),
     };
+    if api == Some(Api::Cloudflare) {
+        // Cloudflare's Request reads only the bytes.
+        return Ok(FetchRequest {
+            method: method.as_str().to_string(),
+            url: format!("http://{host}{target}"),
+            path: format!("/{rest}"),
+            query: Map::new(),
+            headers: header_map,
+            body: Value::Null,
+            raw_body: String::new(),
+            body_error: None,
+            object_url,
+            body_base64: base64::engine::general_purpose::STANDARD.encode(body),
+        });
+    }
     Ok(FetchRequest {
         method: method.as_str().to_string(),
         url: format!("http://{host}{target}"),
@@ -135,8 +183,21 @@ pub(crate) fn fetch_request(
         raw_body,
         body_error,
         object_url,
-        body_base64: base64::engine::general_purpose::STANDARD.encode(body),
+        // Without the API known (the one-shot runner), both kinds of body.
+        body_base64: match api {
+            Some(_) => String::new(),
+            None => base64::engine::general_purpose::STANDARD.encode(body),
+        },
     })
+}
+
+/// The part of the raw (still percent-encoded) `path` after its first
+/// `fixed` segments (`/fetch/NS/name` is three).
+fn raw_rest(path: &str, fixed: usize) -> &str {
+    path.trim_start_matches('/')
+        .splitn(fixed + 1, '/')
+        .nth(fixed)
+        .unwrap_or("")
 }
 
 /// `content-type` → `Content-Type`.
@@ -179,7 +240,10 @@ pub(super) fn build_response(
     if let Some(reason) = response.status_text.filter(|text| !text.is_empty()) {
         // HTTP/1.1 sends it on the status line; a phrase hyper cannot send
         // is dropped rather than failing the response.
-        if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason.into_bytes()) {
+        // Characters up to U+00FF are the phrase's bytes (as in the Fetch
+        // standard's byte strings).
+        let bytes: Option<Vec<u8>> = reason.chars().map(|c| u8::try_from(c).ok()).collect();
+        if let Some(Ok(reason)) = bytes.map(hyper::ext::ReasonPhrase::try_from) {
             out.extensions_mut().insert(reason);
         }
     }
@@ -237,7 +301,19 @@ mod tests {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        let request = fetch_request(&Method::PUT, &uri, &headers, "a/b", b"{\"x\":1}").unwrap();
+        let route = |rest| FetchRoute {
+            rest,
+            fixed_segments: 3,
+        };
+        let request = fetch_request(
+            &Method::PUT,
+            &uri,
+            &headers,
+            route("a/b"),
+            b"{\"x\":1}",
+            Some(Api::Reference),
+        )
+        .unwrap();
         assert_eq!(
             request.url,
             "http://example.test/fetch/NS/n/a/b?q=1&q=2&e=%20x"
@@ -247,7 +323,32 @@ mod tests {
         assert_eq!(request.query["e"], " x");
         assert_eq!(request.headers["X-Repeated"], "1, 2");
         assert_eq!(request.body, serde_json::json!({"x": 1}));
-        let bad = fetch_request(&Method::POST, &uri, &headers, "", b"{bad").unwrap();
+        let bad = fetch_request(
+            &Method::POST,
+            &uri,
+            &headers,
+            route(""),
+            b"{bad",
+            Some(Api::Reference),
+        )
+        .unwrap();
+        assert!(
+            bad.body_base64.is_empty(),
+            "the reference request has no bytes"
+        );
+        let encoded: Uri = "/fetch/NS/n/a%3Fb%2Fc?q=1".parse().unwrap();
+        let cloudflare = fetch_request(
+            &Method::POST,
+            &encoded,
+            &headers,
+            route("a?b/c"),
+            b"\x00\xff",
+            Some(Api::Cloudflare),
+        )
+        .unwrap();
+        assert_eq!(cloudflare.object_url, "http://example.test/a%3Fb%2Fc?q=1");
+        assert_eq!(cloudflare.body_base64, "AP8=");
+        assert!(cloudflare.raw_body.is_empty());
         assert!(bad.body_error.unwrap().starts_with("invalid JSON body"));
     }
 }

@@ -32,7 +32,7 @@ use crate::{
 };
 pub use bound::{Identify, bound_router};
 pub(crate) use error::ApiError;
-pub(crate) use fetch::fetch_request;
+pub(crate) use fetch::{FetchRoute, fetch_request};
 pub use serve::{
     DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS, ServeOptions, serve, shutdown_signal,
 };

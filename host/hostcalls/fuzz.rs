@@ -55,6 +55,10 @@ impl StubDispatcher for NoStubs {
         None
     }
 
+    fn record_name(&self, _: &ObjectId) -> Result<(), DispatchError> {
+        Ok(())
+    }
+
     fn fetch(
         &self,
         _: &CallContext,

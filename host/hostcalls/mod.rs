@@ -63,6 +63,14 @@ pub(crate) trait StubDispatcher: Send + Sync {
     /// started (it has a database) or is live.
     fn find_object(&self, namespace: &str, hash: &str) -> Option<ObjectId>;
 
+    /// Remembers `id`'s name for [`Self::find_object`] (an id made by
+    /// `idFromName`, whose string may be handed to `idFromString` later).
+    ///
+    /// # Errors
+    ///
+    /// A `storage_error` when the directory of names cannot be written.
+    fn record_name(&self, id: &ObjectId) -> Result<(), DispatchError>;
+
     /// Delivers `request` to `target`'s `fetch` handler, like [`Self::call`].
     ///
     /// # Errors

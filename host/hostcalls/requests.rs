@@ -18,7 +18,9 @@ use crate::{
     envelope::{DispatchKind, FetchRequest},
     error::{DispatchError, ErrorCode},
     id::ObjectId,
-    storage::{AlarmRow, ListQuery, ObjectStorage, SqlError, value_from_json, value_to_json},
+    storage::{
+        AlarmRow, ListQuery, ObjectStorage, SqlBounds, SqlError, value_from_json, value_to_json,
+    },
 };
 
 /// One request from the guest.
@@ -259,9 +261,13 @@ fn perform(host: &mut HostContext, request: HostRequest) -> Result<Value, Refusa
                 .map(value_from_json)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(sql_error)?;
-            let deadline = host.call.deadline;
+            let bounds = SqlBounds {
+                deadline: host.call.deadline,
+                max_value_bytes: host.limits.max_value_bytes,
+                max_storage_bytes: host.limits.max_storage_bytes,
+            };
             let outcome = storage_mut(host)?
-                .exec_user_sql(&query, &bindings, deadline)
+                .exec_user_sql(&query, &bindings, &bounds)
                 .map_err(sql_error)?;
             let rows: Vec<Value> = outcome
                 .rows
@@ -291,6 +297,10 @@ fn perform(host: &mut HostContext, request: HostRequest) -> Result<Value, Refusa
         }
         HostRequest::ObjectId { namespace, name } => {
             let id = stub_target(host, &namespace, &name)?;
+            if host.classes.api() == Api::Cloudflare {
+                // Its string may come back through idFromString.
+                stubs(host)?.record_name(&id)?;
+            }
             Ok(serde_json::to_value(&id).expect("ids encode as JSON"))
         }
         HostRequest::IdFromString { namespace, id } => {
@@ -304,9 +314,6 @@ fn perform(host: &mut HostContext, request: HostRequest) -> Result<Value, Refusa
                 )
                 .into());
             }
-            // TODO: the id string of a named object that has never started
-            // (it has no database yet) resolves to a new unique object, not
-            // to the named one: no directory of names is kept.
             let unique = stub_target(host, &namespace, &id)?;
             let found = stubs(host)?.find_object(unique.namespace(), &id);
             let id = found.unwrap_or(unique);

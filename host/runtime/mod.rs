@@ -30,6 +30,8 @@ mod waits;
 mod workers;
 
 use std::{
+    collections::HashMap,
+    path::PathBuf,
     sync::{
         Arc, Mutex, Weak,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -55,7 +57,7 @@ use crate::{
     events::{Event, StopReason},
     hostcalls::{CallContext, HostContext, ObjectServices, StubDispatcher},
     id::ObjectId,
-    storage::{ObjectStorage, RootLock},
+    storage::{NameDirectory, ObjectStorage, RootLock},
 };
 use actor::Actor;
 use registry::{LockError, Registry, SlotGuard};
@@ -86,6 +88,8 @@ struct Shared {
     locks: Mutex<Vec<RootLock>>,
     /// The memory all actors share, when it is bounded.
     memory_budget: Option<Arc<MemoryBudget>>,
+    /// The names behind ids made by `idFromName`, per storage root.
+    names: Mutex<HashMap<PathBuf, Arc<NameDirectory>>>,
 }
 
 /// Why a runtime could not be built.
@@ -245,6 +249,7 @@ impl Runtime {
                 stopping: AtomicBool::new(false),
                 locks: Mutex::new(locks),
                 memory_budget,
+                names: Mutex::new(HashMap::new()),
             }),
         };
         if let Some(budget) = &runtime.shared.memory_budget {
@@ -787,6 +792,18 @@ impl Reclaim for Reclaimer {
 /// Routes stub calls back into the runtime without keeping it alive.
 struct Stubs(Weak<Shared>);
 
+impl Shared {
+    /// The directory of names of the storage root that holds `namespace`.
+    fn names_of(&self, namespace: &str) -> Arc<NameDirectory> {
+        let root = self.config.storage_root_for(namespace);
+        let mut names = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        names
+            .entry(root.to_path_buf())
+            .or_insert_with(|| Arc::new(NameDirectory::new(root)))
+            .clone()
+    }
+}
+
 impl Stubs {
     fn deliver(
         &self,
@@ -823,9 +840,26 @@ impl StubDispatcher for Stubs {
         }
         let root = shared.config.storage_root_for(namespace);
         let path = crate::storage::database_path_for_hash(root, hash);
-        crate::storage::read_identity(&path)
+        let started = crate::storage::read_identity(&path)
             .ok()
-            .filter(|id| id.namespace() == namespace && id.hash() == hash)
+            .filter(|id| id.namespace() == namespace && id.hash() == hash);
+        started.or_else(|| {
+            shared
+                .names_of(namespace)
+                .lookup(namespace, hash)
+                .ok()
+                .flatten()
+        })
+    }
+
+    fn record_name(&self, id: &ObjectId) -> Result<(), DispatchError> {
+        let shared = self.0.upgrade().ok_or_else(|| {
+            DispatchError::new(ErrorCode::ExecutionError, "the runtime is shutting down")
+        })?;
+        shared
+            .names_of(id.namespace())
+            .record(id)
+            .map_err(|e| DispatchError::new(ErrorCode::StorageError, e.to_string()))
     }
 
     fn fetch(

@@ -11,6 +11,7 @@
 //! stored as the JSON text the guest produced.
 
 mod lock;
+mod names;
 mod schema;
 mod sql;
 
@@ -23,7 +24,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::id::ObjectId;
 
-pub use sql::{SqlError, SqlOutcome, value_from_json, value_to_json};
+pub use names::{NAMES_FILE, NameDirectory};
+pub use sql::{SqlBounds, SqlError, SqlOutcome, value_from_json, value_to_json};
 
 pub use lock::{LOCK_FILE, RootLock};
 pub use schema::SCHEMA_VERSION;

@@ -6,9 +6,13 @@
 //! both. While they are prepared an authorizer keeps them away from what is
 //! not theirs: the tables that hold the key-value pairs, the identity and
 //! the alarm, other database files (`ATTACH`), transaction control (which
-//! belongs to `transaction()` and `transactionSync()`) and pragmas beyond a
-//! few that only describe tables. A progress handler stops a statement that
-//! runs past the dispatch's deadline.
+//! belongs to `transaction()` and `transactionSync()`), temporary tables
+//! (which could shadow the runtime's), and pragmas beyond a few that only
+//! describe tables; any action the authorizer does not know is refused.
+//! Besides, while user SQL runs the connection may attach no database at
+//! all, no string or blob may exceed the value limit, and the database may
+//! not grow past the storage quota (`PRAGMA max_page_count`). A progress
+//! handler stops a statement that runs past the dispatch's deadline.
 
 use std::{
     sync::{Arc, Mutex},
@@ -18,6 +22,7 @@ use std::{
 use rusqlite::{
     fallible_iterator::FallibleIterator,
     hooks::{AuthAction, AuthContext, Authorization},
+    limits::Limit,
     types::Value as SqlValue,
 };
 
@@ -42,6 +47,17 @@ const PROGRESS_STEPS: i32 = 10_000;
 
 /// The most bytes (roughly) of result one statement may return.
 const MAX_RESULT_BYTES: usize = 64 * 1024 * 1024;
+
+/// What user SQL may use: time, value size, database size.
+#[derive(Debug, Clone)]
+pub struct SqlBounds {
+    /// When the dispatch must end.
+    pub deadline: Option<Instant>,
+    /// The longest string or blob (`--max-value-bytes`).
+    pub max_value_bytes: usize,
+    /// The most bytes the database may hold (`--max-storage-bytes`).
+    pub max_storage_bytes: u64,
+}
 
 /// What one `exec` produced: the last statement's columns and rows, and
 /// how many rows all its statements read and wrote.
@@ -76,8 +92,38 @@ impl ObjectStorage {
         &mut self,
         sql: &str,
         bindings: &[SqlValue],
-        deadline: Option<Instant>,
+        bounds: &SqlBounds,
     ) -> Result<SqlOutcome, SqlError> {
+        let deadline = bounds.deadline;
+        let guard = |e: rusqlite::Error| SqlError(format!("failed to guard the statement: {e}"));
+        let attached = self
+            .conn
+            .set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)
+            .map_err(guard)?;
+        let length_limit = i32::try_from(bounds.max_value_bytes).unwrap_or(i32::MAX);
+        let length = self
+            .conn
+            .set_limit(Limit::SQLITE_LIMIT_LENGTH, length_limit)
+            .map_err(guard)?;
+        let page_size: u64 = self
+            .conn
+            .query_row("PRAGMA page_size", [], |row| row.get::<_, i64>(0))
+            .map(|n| u64::try_from(n).unwrap_or(4096).max(512))
+            .map_err(guard)?;
+        let max_pages: i64 = self
+            .conn
+            .query_row("PRAGMA max_page_count", [], |row| row.get(0))
+            .map_err(guard)?;
+        let quota_pages = i64::try_from(bounds.max_storage_bytes / page_size)
+            .unwrap_or(i64::MAX)
+            .max(1);
+        self.conn
+            .query_row(
+                &format!("PRAGMA max_page_count = {quota_pages}"),
+                [],
+                |_| Ok(()),
+            )
+            .map_err(guard)?;
         let denied = Arc::new(Mutex::new(None::<String>));
         let record = denied.clone();
         self.conn
@@ -106,6 +152,13 @@ impl ObjectStorage {
         let _ = self
             .conn
             .authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
+        let _ = self.conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, attached);
+        let _ = self.conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, length);
+        let _ = self
+            .conn
+            .query_row(&format!("PRAGMA max_page_count = {max_pages}"), [], |_| {
+                Ok(())
+            });
         outcome.map_err(|e| {
             let reason = denied.lock().unwrap_or_else(|e| e.into_inner()).take();
             match (reason, e) {
@@ -114,6 +167,15 @@ impl ObjectStorage {
                     if failure.code == rusqlite::ErrorCode::OperationInterrupted =>
                 {
                     SqlError("the SQL statement ran past the dispatch's deadline".to_string())
+                }
+                (None, rusqlite::Error::SqliteFailure(failure, _))
+                    if failure.code == rusqlite::ErrorCode::DiskFull =>
+                {
+                    SqlError(format!(
+                        "database or disk is full: the object may hold {} bytes \
+                         (--max-storage-bytes): SQLITE_FULL",
+                        bounds.max_storage_bytes
+                    ))
                 }
                 (None, e) => SqlError(describe(&e)),
             }
@@ -255,26 +317,33 @@ fn refusal(context: &AuthContext<'_>) -> Option<String> {
         })
     };
     match context.action {
+        AuthAction::CreateTempTable { .. }
+        | AuthAction::CreateTempView { .. }
+        | AuthAction::CreateTempTrigger { .. }
+        | AuthAction::CreateTempIndex { .. } => {
+            Some("temporary tables, views, triggers and indexes are not allowed".to_string())
+        }
+        AuthAction::AlterTable { database_name, .. }
+            if !database_name.eq_ignore_ascii_case("main") =>
+        {
+            Some("only tables of the object's own database can be altered".to_string())
+        }
         AuthAction::Read { table_name, .. }
         | AuthAction::Insert { table_name }
         | AuthAction::Update { table_name, .. }
         | AuthAction::Delete { table_name }
         | AuthAction::CreateTable { table_name }
-        | AuthAction::CreateTempTable { table_name }
         | AuthAction::DropTable { table_name }
         | AuthAction::DropTempTable { table_name }
         | AuthAction::AlterTable { table_name, .. }
         | AuthAction::Analyze { table_name }
         | AuthAction::CreateIndex { table_name, .. }
-        | AuthAction::CreateTempIndex { table_name, .. }
         | AuthAction::DropIndex { table_name, .. }
         | AuthAction::DropTempIndex { table_name, .. }
         | AuthAction::CreateTrigger { table_name, .. }
-        | AuthAction::CreateTempTrigger { table_name, .. }
         | AuthAction::DropTrigger { table_name, .. }
         | AuthAction::DropTempTrigger { table_name, .. } => reserved(table_name),
         AuthAction::CreateView { view_name }
-        | AuthAction::CreateTempView { view_name }
         | AuthAction::DropView { view_name }
         | AuthAction::DropTempView { view_name } => reserved(view_name),
         AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } => Some(
@@ -304,19 +373,26 @@ fn refusal(context: &AuthContext<'_>) -> Option<String> {
         {
             Some("load_extension is not allowed".to_string())
         }
-        _ => None,
+        AuthAction::Select | AuthAction::Recursive | AuthAction::Function { .. } => None,
+        AuthAction::Reindex { .. } => None,
+        // ATTACH with a computed file name, and whatever a later SQLite
+        // adds, arrive here.
+        _ => Some("this statement is not allowed".to_string()),
     }
 }
 
-/// A value for the guest, as JSON (numbers, text, null, and a
-/// blob as `{"b": base64}`).
+/// A value for the guest, as JSON: numbers, text, null, a blob as
+/// `{"b": base64}` and a real JSON cannot hold (infinite, NaN) as
+/// `{"r": "inf"}`.
 pub fn value_to_json(value: &SqlValue) -> serde_json::Value {
     use base64::Engine as _;
     match value {
         SqlValue::Null => serde_json::Value::Null,
         SqlValue::Integer(n) => serde_json::Value::from(*n),
-        SqlValue::Real(x) => serde_json::Number::from_f64(*x)
-            .map_or(serde_json::Value::Null, serde_json::Value::Number),
+        SqlValue::Real(x) => serde_json::Number::from_f64(*x).map_or_else(
+            || serde_json::json!({ "r": x.to_string() }),
+            serde_json::Value::Number,
+        ),
         SqlValue::Text(text) => serde_json::Value::String(text.clone()),
         SqlValue::Blob(bytes) => serde_json::json!({
             "b": base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -339,13 +415,22 @@ pub fn value_from_json(value: &serde_json::Value) -> Result<SqlValue, SqlError> 
             None => SqlValue::Real(n.as_f64().unwrap_or(f64::NAN)),
         }),
         serde_json::Value::String(text) => Ok(SqlValue::Text(text.clone())),
-        serde_json::Value::Object(map) => match map.get("b").and_then(|b| b.as_str()) {
-            Some(encoded) => base64::engine::general_purpose::STANDARD
-                .decode(encoded)
-                .map(SqlValue::Blob)
-                .map_err(|e| SqlError(format!("a blob binding is not base64: {e}"))),
-            None => Err(SqlError("unsupported binding type".to_string())),
-        },
+        serde_json::Value::Object(map) => {
+            if let Some(encoded) = map.get("b").and_then(|b| b.as_str()) {
+                return base64::engine::general_purpose::STANDARD
+                    .decode(encoded)
+                    .map(SqlValue::Blob)
+                    .map_err(|e| SqlError(format!("a blob binding is not base64: {e}")));
+            }
+            if let Some(digits) = map.get("i").and_then(|i| i.as_str()) {
+                return digits.parse().map(SqlValue::Integer).map_err(|_| {
+                    SqlError(format!(
+                        "the BigInt binding {digits} does not fit in 64 bits"
+                    ))
+                });
+            }
+            Err(SqlError("unsupported binding type".to_string()))
+        }
         serde_json::Value::Array(_) => Err(SqlError("unsupported binding type".to_string())),
     }
 }

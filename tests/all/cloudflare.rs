@@ -960,6 +960,11 @@ export class Caller extends DurableObject {
       bytes: [...new Uint8Array(await response.arrayBuffer())] };
   }
   async remember(v) { await this.env.CALLEE.getByName("named").put(v); return this.env.CALLEE.idFromName("named").toString(); }
+  mint(name) { return this.env.CALLEE.idFromName(name).toString(); }
+  async viaString(hex, name, v) {
+    await this.env.CALLEE.get(this.env.CALLEE.idFromString(hex)).put(v);
+    return this.env.CALLEE.getByName(name).get();
+  }
   async recall(hex) {
     const id = this.env.CALLEE.idFromString(hex);
     return { name: id.name ?? null, value: await this.env.CALLEE.get(id).get() };
@@ -1012,8 +1017,16 @@ async fn stubs_carry_structured_clones_errors_and_fetches() {
         call("recall", json!([hex.clone()])).await,
         json!({"name": null, "value": "kept"})
     );
+    // An id string of a named object that never started leads to it too.
+    let fresh = call("mint", json!(["fresh"])).await;
+    assert_eq!(
+        call("viaString", json!([fresh, "fresh", "via-string"])).await,
+        "via-string"
+    );
+    let unstarted = call("mint", json!(["later"])).await;
+
     // After a restart the named object is not live: its database says who
-    // it is.
+    // it is; the one that never started is in the directory of names.
     server.runtime.shutdown(Duration::from_secs(5)).await;
     drop(server);
     let server = start().await;
@@ -1021,4 +1034,163 @@ async fn stubs_carry_structured_clones_errors_and_fetches() {
         server.call("CALLER", "b", "recall", json!([hex])).await,
         json!({"name": null, "value": "kept"})
     );
+    assert_eq!(
+        server
+            .call(
+                "CALLER",
+                "b",
+                "viaString",
+                json!([unstarted, "later", "found"])
+            )
+            .await,
+        "found"
+    );
+}
+
+// ---- found in review: each attack gets a clean error --------------------------
+
+const HARDENING_BUNDLE: &str = r#"
+import { DurableObject } from "cloudflare:workers";
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+export function helper(ctx) { ctx.storage.put("helper-ran", true); }
+export class Guarded extends DurableObject {
+  constructor(ctx, env) {
+    super(ctx, env);
+    this.ready = false;
+    ctx.blockConcurrencyWhile(async () => { await sleep(30); this.ready = true; });
+  }
+  isReady() { return this.ready; }
+  sql(query, ...bindings) {
+    try { return { rows: this.ctx.storage.sql.exec(query, ...bindings).toArray() }; }
+    catch (e) { return { error: e.message }; }
+  }
+  async put(k, v) { await this.ctx.storage.put(k, v); return (await this.ctx.storage.get(k)) ?? null; }
+  async concurrent() {
+    const s = this.ctx.storage;
+    const t1 = s.transaction(async (txn) => { await txn.put("c", 1); await sleep(10); return "ok"; });
+    const t2 = s.transaction(async (txn) => { await txn.put("d", 2); await sleep(20); throw new Error("no"); });
+    const settled = await Promise.allSettled([t1, t2]);
+    return { settled: settled.map((r) => r.status), c: (await s.get("c")) ?? null, d: (await s.get("d")) ?? null };
+  }
+  async leaveOpen() {
+    this.ctx.storage.transaction(async (txn) => {
+      await txn.put("inside", 1);
+      await new Promise(() => {});
+    });
+    return "left";
+  }
+  async afterAbandon() {
+    return (await this.ctx.storage.get("inside")) ?? null;
+  }
+  clones() {
+    const a = [1, 2];
+    Object.defineProperty(a, "__proto__", { value: { evil: true }, enumerable: true, configurable: true, writable: true });
+    const back = structuredClone(a);
+    const dom = structuredClone(new DOMException("m", "DataCloneError"));
+    return { isArray: Array.isArray(back), map: typeof back.map, own: Object.keys(back), dom: [dom instanceof DOMException, dom.name, dom.message] };
+  }
+  async fetch(request) {
+    const body = new Uint8Array(await request.arrayBuffer());
+    const url = new URL(request.url);
+    return new Response(body, { headers: { "x-path": url.pathname, "x-search": url.search, "x-host": url.host } });
+  }
+}
+"#;
+
+#[tokio::test]
+async fn attacks_from_review_get_clean_errors() {
+    let server = ServerBuilder::new(source(HARDENING_BUNDLE))
+        .limits(|l| l.max_storage_bytes = 1024 * 1024)
+        .start()
+        .await;
+    let call = |method: &'static str, args: Value| {
+        let server = &server;
+        async move { server.call("GUARDED", "g", method, args).await }
+    };
+    let sql = |query: &'static str, args: Vec<Value>| {
+        let mut all = vec![json!(query)];
+        all.extend(args);
+        call("sql", Value::from(all))
+    };
+    // An exported function is not a class: no namespace, never run.
+    assert_eq!(
+        server.runtime.classes().namespaces().collect::<Vec<_>>(),
+        ["GUARDED"]
+    );
+    // blockConcurrencyWhile in the constructor holds the first request.
+    assert_eq!(call("isReady", json!([])).await, true);
+
+    let victim = tempfile::tempdir().unwrap();
+    let victim_file = victim.path().join("victim.sqlite");
+    for (query, args) in [
+        ("ATTACH ? AS v", vec![json!(victim_file.to_str().unwrap())]),
+        ("ATTACH ':memory:' AS m", vec![]),
+        ("ATTACH 'x' || '.sqlite' AS m", vec![]),
+        (
+            "CREATE TEMP TABLE x(key TEXT PRIMARY KEY, value_json BLOB, updated_at_ms INTEGER)",
+            vec![],
+        ),
+        ("CREATE TABLE temp.kv(a)", vec![]),
+        ("SELECT zeroblob(500000000)", vec![]),
+    ] {
+        let reply = sql(query, args).await;
+        assert!(reply["error"].is_string(), "{query}: {reply}");
+    }
+    assert!(!victim_file.exists(), "no file was created");
+    assert_eq!(
+        call("put", json!(["a", 1])).await,
+        1,
+        "KV still reads its own table"
+    );
+
+    // SQL counts against --max-storage-bytes.
+    let big = sql(
+        "CREATE TABLE big(x BLOB); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 \
+         FROM n WHERE i < 50) INSERT INTO big SELECT randomblob(100000) FROM n",
+        vec![],
+    )
+    .await;
+    assert!(
+        big["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("SQLITE_FULL"),
+        "{big}"
+    );
+    assert_eq!(call("put", json!(["b", 2])).await, 2);
+
+    // Transactions run one after the other; each keeps its own outcome.
+    assert_eq!(
+        call("concurrent", json!([])).await,
+        json!({"settled": ["fulfilled", "rejected"], "c": 1, "d": null})
+    );
+    assert_eq!(call("leaveOpen", json!([])).await, "left");
+    assert_eq!(call("afterAbandon", json!([])).await, Value::Null);
+
+    assert_eq!(
+        call("clones", json!([])).await,
+        json!({"isArray": true, "map": "function", "own": ["0", "1", "__proto__"],
+            "dom": [true, "DataCloneError", "m"]})
+    );
+
+    // The object's URL keeps the client's escapes; a bad Host is replaced.
+    let response = server
+        .client
+        .post(format!("{}/fetch/GUARDED/g/a%3Fb%23c%2Fd?q=1", server.base))
+        .header("host", "h/admin?")
+        .body(vec![7u8; 4 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-path"], "/a%3Fb%23c%2Fd");
+    assert_eq!(response.headers()["x-search"], "?q=1");
+    assert_eq!(response.headers()["x-host"], "localhost");
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(
+        bytes.len(),
+        4 * 1024 * 1024,
+        "a 4 MiB body fits the default limits"
+    );
+    assert!(bytes.iter().all(|b| *b == 7));
 }

@@ -12,7 +12,7 @@
 //   ["O", [key, value, ...]] object     ["A", length, [index, value, ...], [key, value, ...]] array
 //   ["D", ms | null] Date    ["R", source, flags] RegExp
 //   ["M", [key, value, ...]] Map        ["S", [value, ...]] Set
-//   ["E", name, message, stack, cause?] Error
+//   ["E", name, message, stack, cause?] Error   ["X", name, message] DOMException
 //   ["B", base64] ArrayBuffer  ["V", type, buffer, byteOffset, length] typed array or DataView
 //   ["W", kind, value] boxed primitive (kind "s", "n", "b" or "i")
 //
@@ -185,6 +185,9 @@
     if (brand(value, BigIntValueOf)) {
       return ['W', 'i', ReflectApply(BigIntToString, ReflectApply(BigIntValueOf, value, []), [])];
     }
+    if (value instanceof DOMException) {
+      return ['X', StringCtor(value.name), StringCtor(value.message)];
+    }
     const kind = ReflectApply(ObjectToString, value, []);
     if (kind === '[object Error]') {
       let name = 'Error';
@@ -248,7 +251,10 @@
         for (let i = 0; i < items.length; i += 2) out[items[i]] = decodeNode(items[i + 1], refs);
         const extra = node[3];
         if (extra !== undefined) {
-          for (let i = 0; i < extra.length; i += 2) out[extra[i]] = decodeNode(extra[i + 1], refs);
+          for (let i = 0; i < extra.length; i += 2) {
+            Object.defineProperty(out, extra[i], { value: decodeNode(extra[i + 1], refs), writable: true,
+              enumerable: true, configurable: true });
+          }
         }
         return out;
       }
@@ -289,6 +295,11 @@
           Object.defineProperty(out, 'cause', { value: decodeNode(node[4], refs), writable: true,
             configurable: true });
         }
+        return out;
+      }
+      case 'X': {
+        const out = new DOMException(node[2], node[1]);
+        refs[refs.length] = out;
         return out;
       }
       case 'B': {

@@ -247,10 +247,24 @@
     // transaction(async txn => ...): commits when the closure's promise
     // fulfils, rolls back when it rejects or the closure called
     // txn.rollback().
+    //
+    // Transactions run one after another (each is one savepoint, and
+    // savepoints only nest): a transaction() called while another is open
+    // starts when that one has finished.
+    // TODO: a plain ctx.storage write made while a transaction is open
+    // lands inside it (one connection, one savepoint stack), and is undone
+    // if that transaction rolls back.
+    let queue = ReflectApply(PromiseResolve, PromiseCtor, []);
     function transaction(closure) {
       if (typeof closure !== 'function') {
         return ReflectApply(PromiseReject, PromiseCtor, [new TypeErrorCtor('transaction() needs a function')]);
       }
+      const run = ReflectApply(PromiseThen, queue, [() => runTransaction(closure)]);
+      queue = ReflectApply(PromiseThen, run, [() => undefined, () => undefined]);
+      return run;
+    }
+
+    function runTransaction(closure) {
       let rolledBack = false;
       const record = { open: true };
       host({ op: 'transactionBegin' });
@@ -261,14 +275,24 @@
         transactions.splice(transactions.indexOf(record), 1);
         host({ op: commit && !rolledBack ? 'transactionCommit' : 'transactionRollback' });
       };
+      // Once the transaction has ended (or was abandoned with its
+      // dispatch), its txn refuses to be used.
+      const live = (fn) => later((...args) => {
+        if (!record.open) throw new ErrorCtor('this transaction has already ended');
+        return ReflectApply(fn, undefined, args);
+      });
       const txn = freeze({
-        get: later(get),
-        put: later(put),
-        delete: later(remove),
-        list: later(list),
-        getAlarm: alarms.getAlarm,
-        setAlarm: alarms.setAlarm,
-        deleteAlarm: alarms.deleteAlarm,
+        get: live(get),
+        put: live(put),
+        delete: live(remove),
+        list: live(list),
+        getAlarm: live(() => host({ op: 'getAlarm' })),
+        setAlarm: live((time) => {
+          host({ op: 'setAlarm', time: alarmTime(time) });
+        }),
+        deleteAlarm: live(() => {
+          host({ op: 'deleteAlarm' });
+        }),
         rollback() {
           rolledBack = true;
         },
@@ -330,7 +354,7 @@
       case 'boolean':
         return value ? 1 : 0;
       case 'bigint':
-        return Number(value);
+        return { i: value.toString() };
       default: {
         const bytes = web.bytesOf(value);
         if (bytes !== null) return { b: web.bytesToBase64(bytes) };
@@ -341,6 +365,7 @@
 
   function sqlValue(value) {
     if (value !== null && typeof value === 'object') {
+      if (typeof value.r === 'string') return value.r === 'NaN' ? NaN : value.r[0] === '-' ? -Infinity : Infinity;
       const bytes = web.base64ToBytes(value.b);
       return bytes.buffer;
     }
@@ -483,10 +508,13 @@
         });
       }]);
     };
-    const target = { id, name: id.name, fetch };
+    const target = Object.create(null);
+    target.id = id;
+    target.name = id.name;
+    target.fetch = fetch;
     return new Proxy(target, {
       get(object, property) {
-        if (property in object) return object[property];
+        if (Object.prototype.hasOwnProperty.call(object, property)) return object[property];
         if (typeof property !== 'string' || property === 'then') return undefined;
         return (...args) => call(property, args);
       },
@@ -496,7 +524,7 @@
   function makeNamespace(namespace) {
     return freeze({
       idFromName(name) {
-        const described = host({ op: 'objectId', namespace, name: StringCtor(name) });
+        const described = host({ op: 'objectId', namespace, name: wellFormed(StringCtor(name)) });
         return new DurableObjectId(described.hash, described.name);
       },
       idFromString(hex) {
@@ -542,13 +570,29 @@
       id: idFor(input.id),
       storage,
       // Dispatches to one object never interleave, so the callback only has
-      // to run; its promise is what the caller awaits.
+      // to finish: until it does, the current construction or dispatch
+      // keeps running its jobs and timers (until its deadline).
       blockConcurrencyWhile(callback) {
+        let started;
         try {
-          return ReflectApply(PromiseResolve, PromiseCtor, [callback()]);
+          started = ReflectApply(PromiseResolve, PromiseCtor, [callback()]);
         } catch (e) {
           return ReflectApply(PromiseReject, PromiseCtor, [e]);
         }
+        blockers.count += 1;
+        const done = () => {
+          blockers.count -= 1;
+        };
+        return ReflectApply(PromiseThen, started, [
+          (value) => {
+            done();
+            return value;
+          },
+          (error) => {
+            done();
+            throw error;
+          },
+        ]);
       },
       // The job queue runs until the dispatch settles; promises handed
       // here that are still pending then continue in the next dispatch.
@@ -564,6 +608,15 @@
     });
   }
 
+  // Callbacks of blockConcurrencyWhile not yet finished.
+  const blockers = { count: 0 };
+
+  // Whether the object still has work its current dispatch must wait for:
+  // an open transaction or a blockConcurrencyWhile callback.
+  function busy() {
+    return transactions.length > 0 || blockers.count > 0;
+  }
+
   // A transaction whose promise never settled within its dispatch cannot
   // stay open into the next one: roll it back.
   function abandonTransactions() {
@@ -574,5 +627,5 @@
     }
   }
 
-  return { workersModule, DurableObject, makeCtx, makeEnv, abandonTransactions };
+  return { workersModule, DurableObject, makeCtx, makeEnv, abandonTransactions, busy };
 })

@@ -44,6 +44,8 @@
   const ArrayIsArray = Array.isArray;
   const FunctionToString = Function.prototype.toString;
   const StringIncludes = String.prototype.includes;
+  const StringStartsWith = String.prototype.startsWith;
+  const ArrayFilter = Array.prototype.filter;
   const MapCtor = Map;
   const MapSet = Map.prototype.set;
   const MapDelete = Map.prototype.delete;
@@ -588,6 +590,17 @@
     }
   }
 
+  function isClassLike(value) {
+    try {
+      if (ReflectApply(StringStartsWith, ReflectApply(FunctionToString, value, []), ['class'])) return true;
+      const proto = value.prototype;
+      return proto !== null && typeof proto === 'object' &&
+        ReflectApply(ArrayFilter, Object.getOwnPropertyNames(proto), [(name) => name !== 'constructor']).length > 0;
+    } catch (_) {
+      return false;
+    }
+  }
+
   // Whether `proto` is the prototype of a built-in class (Array, Map,
   // Error...): its constructor is native code.
   function isBuiltinPrototype(proto) {
@@ -678,6 +691,8 @@
   let outcome = null;
   // 'reference' for CommonJS bundles, 'cloudflare' for ES modules.
   let api = 'reference';
+  // Whether the bundle was evaluated as an ES module.
+  let moduleBundle = false;
 
   // A Cloudflare fetch handler must answer with a Response.
   function cloudflareFetchOutcome(response) {
@@ -791,6 +806,10 @@
     if (ReflectApply(StringIncludes, message, ['could not load module'])) {
       message += ' (a bundle can import only cloudflare:workers: bundle its dependencies into one file)';
     }
+    if (moduleBundle && /^ReferenceError: '?(exports|module|require)'? is not defined/.test(message)) {
+      message += ' (the bundle was read as an ES module because a line starts with an import or export ' +
+        'statement; name it .cjs to run it as CommonJS)';
+    }
     const stack = stackOf(thrown);
     if (stack !== undefined) {
       const lines = stack.split('\n');
@@ -860,8 +879,10 @@
       return cloudflare.workersModule;
     },
 
-    // Describes the classes a module bundle exports (every exported
-    // constructor but the default export); they get Cloudflare's API.
+    // Describes the classes a module bundle exports (every exported class
+    // but the default export); they get Cloudflare's API. An exported
+    // plain function is a helper, not a class, unless its prototype has
+    // methods (a class compiled to ES5).
     loadModule(namespace) {
       api = 'cloudflare';
       objects = {};
@@ -870,7 +891,7 @@
       for (let i = 0; i < names.length; i++) {
         if (names[i] === 'default') continue;
         const value = namespace[names[i]];
-        if (!isConstructor(value)) continue;
+        if (!isConstructor(value) || !isClassLike(value)) continue;
         setOwn(objects, names[i], value);
         exports[exports.length] = { name: names[i], isClass: true };
       }
@@ -881,6 +902,12 @@
     },
 
     describeFailure,
+
+    // describeFailure for a module bundle.
+    describeModuleFailure(thrown) {
+      moduleBundle = true;
+      return describeFailure(thrown);
+    },
 
     // Runs `new Class(state, env)` (or `new Class(ctx, env)`) for this
     // actor's object.
@@ -934,9 +961,10 @@
 
     // The outcome of the last construct or dispatch. Called when the job
     // queue is empty: a dispatch without an outcome then can never settle.
-    // Whether the current dispatch has settled.
+    // Whether the current dispatch has settled (for a Cloudflare object,
+    // with no transaction or blockConcurrencyWhile left unfinished).
     hasOutcome() {
-      return outcome !== null;
+      return outcome !== null && !(api === 'cloudflare' && cloudflare.busy());
     },
 
     // Timers: how long until one is due (-1 for none), and running those
