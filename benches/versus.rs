@@ -12,9 +12,8 @@
 //! table and asserts nothing.
 
 use std::{
-    io::{BufRead, BufReader},
     path::Path,
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
@@ -24,6 +23,11 @@ use std::{
 
 use go_go_objects::{ObjectId, bundle::Bundle, events::Event, runtime::Runtime};
 use serde_json::json;
+
+#[path = "../tests/common/servers.rs"]
+mod servers;
+
+use servers::Server;
 
 /// How long each throughput phase runs.
 const PHASE: Duration = Duration::from_secs(5);
@@ -69,56 +73,31 @@ const FIB: &str =
     "class Compute { fib(n) { return n < 2 ? n : this.fib(n - 1) + this.fib(n - 2); } }
 globalThis.compute = new Compute();";
 
-/// A server under test.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    }
-}
-
 fn start_ours(dir: &Path) -> (Server, Duration) {
     let bundle = dir.join("ours.js");
     std::fs::write(&bundle, OURS).unwrap();
+    let storage = dir.join("ours-storage");
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_go-go-objects"))
-        .args(["--addr", "127.0.0.1:0", "--bundle"])
-        .arg(&bundle)
-        .arg("--storage")
-        .arg(dir.join("ours-storage"))
-        .args(["--max-live-objects", "20000", "--idle-timeout", "0"])
-        .args(["--cpu-timeout", "30s", "--log-level", "warn"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("our binary starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("a listening line").unwrap();
-        if let Some(url) = line.strip_prefix("go-go-objects listening on ") {
-            break url.to_string();
-        }
-    };
-    let took = started.elapsed();
-    std::thread::spawn(move || lines.for_each(drop));
-    (Server { child, base }, took)
+    let server = servers::start_ours(
+        env!("CARGO_BIN_EXE_go-go-objects"),
+        [
+            "--addr".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--bundle".as_ref(),
+            bundle.as_os_str(),
+            "--storage".as_ref(),
+            storage.as_os_str(),
+            "--max-live-objects".as_ref(),
+            "20000".as_ref(),
+            "--idle-timeout".as_ref(),
+            "0".as_ref(),
+            "--cpu-timeout".as_ref(),
+            "30s".as_ref(),
+            "--log-level".as_ref(),
+            "warn".as_ref(),
+        ],
+    );
+    (server, started.elapsed())
 }
 
 fn start_workerd(binary: &str, dir: &Path, port: u16) -> Server {
@@ -144,23 +123,7 @@ const worker :Workerd.Worker = (
 "#,
         storage.display()
     );
-    std::fs::write(dir.join("config.capnp"), config).unwrap();
-    let child = Command::new(binary)
-        .arg("serve")
-        .arg(dir.join("config.capnp"))
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("workerd starts");
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Server { child, base }
+    servers::start_workerd(binary, dir, &config, port)
 }
 
 /// Latencies and throughput of one phase.
@@ -398,7 +361,7 @@ fn main() {
     let mine = tokio.block_on(over_http(&ours, "ours"));
     drop(ours);
     let theirs = workerd.as_ref().map(|w| {
-        let server = start_workerd(w, dir.path(), 18_000 + (std::process::id() % 1000) as u16);
+        let server = start_workerd(w, dir.path(), servers::free_port());
         tokio.block_on(over_http(&server, "workerd"))
     });
 

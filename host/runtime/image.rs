@@ -27,7 +27,7 @@ use wasmtime::InstancePre;
 
 use super::{StartError, actor::Actor};
 use crate::{
-    bundle::{Api, Bundle, BundleError, ExportInfo},
+    bundle::{Api, Bundle, BundleError, ClassMap, ExportInfo, Manifest, resolve_classes},
     config::{Limits, RuntimeConfig},
     engine::{GuestEngine, Preinitializer, append_custom_section, find_custom_section},
     hostcalls::{ActorState, CallContext, HostContext},
@@ -58,6 +58,17 @@ pub(crate) struct ImageInfo {
     pub(crate) memory_limit: u64,
     /// The `--seed` of deterministic mode it was made in, if any.
     pub(crate) seed: Option<u64>,
+}
+
+impl ImageInfo {
+    /// The namespace → class map of the image's classes under `manifest`.
+    ///
+    /// # Errors
+    ///
+    /// As [`resolve_classes`].
+    pub(crate) fn classes(&self, manifest: Option<&Manifest>) -> Result<ClassMap, BundleError> {
+        resolve_classes(&self.bundle, self.api, &self.exports, manifest)
+    }
 }
 
 /// A bundle's image, compiled and linked.

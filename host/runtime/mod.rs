@@ -50,7 +50,7 @@ pub use crate::envelope::{
 
 use crate::{
     alarms::AlarmIndex,
-    bundle::{Bundle, BundleError, ClassMap, Image, Manifest, resolve_classes},
+    bundle::{Bundle, BundleError, ClassMap, Image, Manifest},
     config::RuntimeConfig,
     engine::{EngineOptions, GuestEngine, HOST_STACK_MARGIN, MemoryBudget, Reclaim},
     error::{DispatchError, ErrorCode},
@@ -209,12 +209,7 @@ impl Runtime {
         manifest: Option<&Manifest>,
         config: RuntimeConfig,
     ) -> Result<Self, StartError> {
-        let classes = resolve_classes(
-            &image.info.bundle,
-            image.info.api,
-            &image.info.exports,
-            manifest,
-        )?;
+        let classes = image.info.classes(manifest)?;
         let workers = workers::Workers::new(config.limits.max_wasm_stack + HOST_STACK_MARGIN)
             .context("failed to start the dispatch threads")
             .map_err(StartError::Engine)?;
@@ -734,12 +729,7 @@ pub fn build_image(
 ) -> Result<BuiltImage, StartError> {
     let engine = Runtime::engine(config)?;
     let image = image::bundle_image(&engine, bundle, config)?;
-    let classes = resolve_classes(
-        &image.info.bundle,
-        image.info.api,
-        &image.info.exports,
-        manifest,
-    )?;
+    let classes = image.info.classes(manifest)?;
     Ok(BuiltImage {
         wasm: image.wasm,
         classes,

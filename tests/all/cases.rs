@@ -572,17 +572,17 @@ async fn case_04_acknowledged_writes_survive_kill_9() {
 
 #[tokio::test]
 async fn case_15_odd_keys_stay_distinct_and_big_values_are_exact_or_refused() {
-    case_15_steps("cases/15-keys-nul-size.js").await;
+    case_15_steps(fixture("cases/15-keys-nul-size.js")).await;
 }
 
 /// The steps of case 15 against `bundle` (the CommonJS bundle, or the same
 /// classes as an ES module), including a restart.
-pub(crate) async fn case_15_steps(bundle: &str) {
+pub(crate) async fn case_15_steps(bundle: go_go_objects::bundle::Bundle) {
     let dir = tempfile::tempdir().unwrap();
     let start = || {
         // Building a 4 MiB string 32 characters at a time takes more than
         // the default fuel.
-        ServerBuilder::new(fixture(bundle))
+        ServerBuilder::new(bundle.clone())
             .manifest("objects:\n  Keys: Keys\n")
             .storage(dir.path())
             .limits(|l| {

@@ -17,14 +17,17 @@
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     time::Duration,
 };
 
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+#[path = "../common/servers.rs"]
+mod servers;
+
+use servers::Server;
 
 #[derive(Deserialize)]
 struct Suite {
@@ -68,58 +71,32 @@ struct Fetch {
     body_hex: Option<String>,
 }
 
-/// A server under test, stopped when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn here() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/compat")
 }
 
 fn start_ours(dir: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_go-go-objects"))
-        .args(["--addr", "127.0.0.1:0", "--bundle"])
-        .arg(here().join("objects.js"))
-        .arg("--storage")
-        .arg(dir.join("ours"))
-        .args(["--cpu-timeout", "5s", "--log-level", "warn"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("our binary starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("a listening line")
-            .expect("readable output");
-        if let Some(url) = line.strip_prefix("go-go-objects listening on ") {
-            break url.to_string();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    Server { child, base }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let bundle = here().join("objects.js");
+    let storage = dir.join("ours");
+    servers::start_ours(
+        env!("CARGO_BIN_EXE_go-go-objects"),
+        [
+            "--addr".as_ref(),
+            "127.0.0.1:0".as_ref(),
+            "--bundle".as_ref(),
+            bundle.as_os_str(),
+            "--storage".as_ref(),
+            storage.as_os_str(),
+            "--cpu-timeout".as_ref(),
+            "5s".as_ref(),
+            "--log-level".as_ref(),
+            "warn".as_ref(),
+        ],
+    )
 }
 
 fn start_workerd(binary: &str, dir: &Path) -> Server {
-    let port = free_port();
+    let port = servers::free_port();
     let storage = dir.join("workerd");
     std::fs::create_dir_all(&storage).unwrap();
     for file in ["front.js", "objects.js"] {
@@ -153,26 +130,7 @@ const worker :Workerd.Worker = (
 "#,
         storage = storage.display()
     );
-    std::fs::write(dir.join("config.capnp"), config).unwrap();
-    let child = Command::new(binary)
-        .arg("serve")
-        .arg(dir.join("config.capnp"))
-        .arg("--experimental")
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("workerd starts");
-    for _ in 0..400 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    }
+    servers::start_workerd(binary, dir, &config, port)
 }
 
 /// What a runtime answered, reduced to what the case compares.

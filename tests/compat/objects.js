@@ -292,6 +292,19 @@ export class Compat extends DurableObject {
     return { flag: this.ctx.storage.kv.get("flag"), rows: this.sql.exec("SELECT count(*) AS c FROM log").one().c };
   }
 
+  sqlCounters() {
+    this.sqlBasics();
+    const all = this.sql.exec("SELECT * FROM items");
+    const rows = all.toArray().length;
+    const update = this.sql.exec("UPDATE items SET price = price + 1");
+    return { rows, read: all.rowsRead, written: update.rowsWritten };
+  }
+
+  async syncs() {
+    await this.ctx.storage.put("synced", 1);
+    return { sync: describe(await this.ctx.storage.sync()), value: await this.ctx.storage.get("synced") };
+  }
+
   sqlDatabaseSize() {
     this.sqlBasics();
     return this.sql.databaseSize > 0;

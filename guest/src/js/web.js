@@ -225,6 +225,23 @@
     }
   }
 
+  // In a list of [name, value] pairs, the first pair named `key` takes
+  // `value` and the others named so go; with none, the pair is appended.
+  function setPair(list, key, value) {
+    let kept = 0;
+    let placed = false;
+    for (let i = 0; i < list.length; i++) {
+      if (list[i][0] !== key) {
+        list[kept++] = list[i];
+      } else if (!placed) {
+        list[kept++] = [key, value];
+        placed = true;
+      }
+    }
+    list.length = kept;
+    if (!placed) list[list.length] = [key, value];
+  }
+
   // ---- Headers ------------------------------------------------------------
 
   const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -313,19 +330,7 @@
     set(name, value) {
       const list = slot(headerLists, this, 'Headers');
       const key = headerName(name);
-      const text = headerValue(value);
-      let kept = 0;
-      let placed = false;
-      for (let i = 0; i < list.length; i++) {
-        if (list[i][0] !== key) {
-          list[kept++] = list[i];
-        } else if (!placed) {
-          list[kept++] = [key, text];
-          placed = true;
-        }
-      }
-      list.length = kept;
-      if (!placed) list[list.length] = [key, text];
+      setPair(list, key, headerValue(value));
     }
 
     forEach(callback, thisArg) {
@@ -743,20 +748,7 @@
 
     set(name, value) {
       const list = slot(searchLists, this, 'URLSearchParams');
-      const key = wellFormed(StringCtor(name));
-      const text = wellFormed(StringCtor(value));
-      let kept = 0;
-      let placed = false;
-      for (let i = 0; i < list.length; i++) {
-        if (list[i][0] !== key) {
-          list[kept++] = list[i];
-        } else if (!placed) {
-          list[kept++] = [key, text];
-          placed = true;
-        }
-      }
-      list.length = kept;
-      if (!placed) list[list.length] = [key, text];
+      setPair(list, wellFormed(StringCtor(name)), wellFormed(StringCtor(value)));
       updateOwner(this);
     }
 

@@ -33,6 +33,26 @@ pub fn fixture(relative: &str) -> Bundle {
     Bundle::from_file(&fixtures().join(relative)).expect("fixture exists")
 }
 
+/// The CommonJS fixture `fixtures/<relative>` as an ES module: its
+/// `exports.objects = { A, B };` line becomes `export { A, B };`, so the same
+/// classes get Cloudflare's API (as the case texts say for that flavour).
+pub fn fixture_as_module(relative: &str) -> Bundle {
+    let path = fixtures().join(relative);
+    let source = std::fs::read_to_string(&path).expect("fixture exists");
+    let start = source
+        .find("exports.objects = {")
+        .expect("the fixture sets exports.objects");
+    let end = start + source[start..].find('}').expect("a closing brace") + 1;
+    let names = &source[start + "exports.objects = {".len()..end - 1];
+    let module = format!("{}export {{{names}}};{}", &source[..start], &source[end..]);
+    let name = path
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .replace(".js", ".mjs");
+    Bundle::from_source(name, module)
+}
+
 /// A manifest from YAML text.
 pub fn manifest(yaml: &str) -> Manifest {
     Manifest::parse(yaml).expect("valid manifest")
