@@ -245,11 +245,16 @@ impl Bundle {
         if self.filename.ends_with(".cjs") {
             return BundleFormat::CommonJs;
         }
+        // A minified module may have its statements after a `;` or `}`.
         let module = self
             .source
             .lines()
             .map(str::trim_start)
-            .any(is_module_statement);
+            .any(is_module_statement)
+            || self.source.split([';', '}']).skip(1).any(|rest| {
+                let rest = rest.trim_start();
+                rest.starts_with("export{") || rest.starts_with("export {")
+            });
         if module {
             BundleFormat::Module
         } else {
@@ -327,7 +332,7 @@ pub fn resolve_classes(
             for (namespace, class) in &manifest.objects {
                 match exports.iter().find(|e| &e.name == class) {
                     None => problems.push(format!(
-                        "the manifest maps {namespace} to `{class}`, which {holder} lacks"
+                        "the manifest maps {namespace} to `{class}`, which is not among the classes of {holder}"
                     )),
                     Some(e) if !e.is_class => problems.push(format!(
                         "the manifest maps {namespace} to `{class}`, which is not a class"
@@ -356,7 +361,7 @@ pub fn resolve_classes(
                 }
             }
             if exports.is_empty() {
-                problems.push(format!("{holder} has no classes"));
+                problems.push(format!("there are no classes in {holder}"));
             }
         }
     }
@@ -461,6 +466,6 @@ mod tests {
         let manifest = Manifest::parse("objects:\n  X: Missing\n").unwrap();
         let err =
             resolve_classes("b.js", Api::Reference, &[class("A")], Some(&manifest)).unwrap_err();
-        assert!(err.to_string().contains("lacks"), "{err}");
+        assert!(err.to_string().contains("not among"), "{err}");
     }
 }

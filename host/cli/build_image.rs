@@ -88,6 +88,11 @@ impl BuildArgs {
         for (namespace, class) in built.classes.iter() {
             println!("  {namespace}: {class}");
         }
+        if self.bundle.manifest.is_some() || self.bundle.wrangler.is_some() {
+            // The image holds the classes, not the namespaces chosen for
+            // them.
+            println!("serve it with the same --manifest or --wrangler to keep these namespaces");
+        }
         Ok(())
     }
 }

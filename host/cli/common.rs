@@ -16,8 +16,10 @@ use crate::{
 /// Which classes to serve.
 #[derive(Debug, Args)]
 pub struct BundleArgs {
-    /// CommonJS bundle whose `exports.objects` holds the classes to serve;
-    /// without it, the built-in Counter is served as COUNTER.
+    /// The bundle: a CommonJS script whose `exports.objects` holds the
+    /// classes to serve (the reference API), or an ES module exporting
+    /// classes (Cloudflare's API); without it, the built-in Counter is
+    /// served as COUNTER.
     #[arg(long, value_name = "FILE")]
     pub bundle: Option<PathBuf>,
 

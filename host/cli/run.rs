@@ -17,6 +17,7 @@ use std::{
 
 use anyhow::Context;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, header};
+use base64::Engine as _;
 use clap::Args;
 use serde_json::{Value, json};
 
@@ -207,11 +208,28 @@ impl RunArgs {
                         report["result"] = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
                     }
                     DispatchValue::Fetch(response) => {
+                        // Bytes from a Response: text when they are UTF-8,
+                        // else base64.
+                        let bytes = response.body_base64.as_deref().map(|encoded| {
+                            base64::engine::general_purpose::STANDARD
+                                .decode(encoded)
+                                .unwrap_or_default()
+                        });
+                        let (body, body_base64) = match bytes {
+                            Some(bytes) => match String::from_utf8(bytes) {
+                                Ok(text) => (Some(text), None),
+                                Err(_) => (None, response.body_base64.clone()),
+                            },
+                            None => (response.body.clone(), None),
+                        };
                         report["response"] = json!({
                             "status": response.status,
                             "headers": response.headers,
-                            "body": response.body,
+                            "body": body,
                         });
+                        if let Some(encoded) = body_base64 {
+                            report["response"]["bodyBase64"] = json!(encoded);
+                        }
                     }
                 }
                 EXIT_OK

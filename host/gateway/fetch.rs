@@ -99,8 +99,12 @@ pub(crate) fn fetch_request(
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .filter(|h| {
-            h.parse::<axum::http::uri::Authority>()
-                .is_ok_and(|a| !h.is_empty() && a.as_str() == *h && !h.contains('@'))
+            h.parse::<axum::http::uri::Authority>().is_ok_and(|a| {
+                !h.is_empty()
+                    && a.as_str() == *h
+                    && !h.contains('@')
+                    && a.port().is_none() == a.port_u16().is_none()
+            })
         })
         .unwrap_or("localhost");
     let target = uri.path_and_query().map_or("/", |pq| pq.as_str());

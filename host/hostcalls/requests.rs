@@ -215,7 +215,16 @@ fn perform(host: &mut HostContext, request: HostRequest) -> Result<Value, Refusa
                 reverse,
                 limit,
             };
-            let entries = storage(host)?.list(&query).map_err(storage_error)?;
+            let Some(entries) = storage(host)?
+                .list_within(&query, MAX_LIST_BYTES)
+                .map_err(storage_error)?
+            else {
+                return Err(range_error(format!(
+                    "list() would return more than {} MiB of keys and values; pass a limit \
+                     or a narrower range",
+                    MAX_LIST_BYTES / 1024 / 1024
+                )));
+            };
             Ok(entries
                 .into_iter()
                 .map(|(k, v)| Value::Array(vec![Value::String(k), Value::String(v)]))
@@ -348,6 +357,9 @@ fn perform(host: &mut HostContext, request: HostRequest) -> Result<Value, Refusa
         }
     }
 }
+
+/// The most bytes of keys and values one `list` returns.
+const MAX_LIST_BYTES: usize = 32 * 1024 * 1024;
 
 /// The most random bytes one request returns (the Web Crypto limit of
 /// `getRandomValues`).

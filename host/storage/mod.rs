@@ -329,6 +329,21 @@ impl ObjectStorage {
     ///
     /// [`StorageError`] when the read fails.
     pub fn list(&self, query: &ListQuery) -> Result<Vec<(String, String)>, StorageError> {
+        Ok(self.list_within(query, usize::MAX)?.unwrap_or_default())
+    }
+
+    /// As [`list`](Self::list), but `None` as soon as the keys and values
+    /// read add up to more than `max_bytes`, so that a huge listing is
+    /// refused before it is held in memory.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the read fails.
+    pub fn list_within(
+        &self,
+        query: &ListQuery,
+        max_bytes: usize,
+    ) -> Result<Option<Vec<(String, String)>>, StorageError> {
         let read = |e| StorageError::context("list keys", e);
         let mut conditions = Vec::new();
         let mut bounds: Vec<&str> = Vec::new();
@@ -365,10 +380,20 @@ impl ObjectStorage {
         let mut stmt = self.conn.prepare_cached(&sql).map_err(read)?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(bounds), |row| {
-                Ok((row.get(0)?, row.get(1)?))
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
             })
             .map_err(read)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(read)
+        let mut entries = Vec::new();
+        let mut bytes = 0usize;
+        for row in rows {
+            let (key, value) = row.map_err(read)?;
+            bytes = bytes.saturating_add(key.len() + value.len());
+            if bytes > max_bytes {
+                return Ok(None);
+            }
+            entries.push((key, value));
+        }
+        Ok(Some(entries))
     }
 }
 
@@ -548,8 +573,12 @@ pub fn read_stored_alarm(path: &Path) -> Result<Option<StoredAlarm>, StorageErro
 /// [`StorageError`] naming the file when it cannot be read (it does not
 /// exist, or a live actor holds it) or its identity is missing or invalid.
 pub fn read_identity(path: &Path) -> Result<ObjectId, StorageError> {
+    let fail = |e: rusqlite::Error| StorageError(format!("`{}`: {e}", path.display()));
     let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| StorageError(format!("`{}`: {e}", path.display())))?;
+        .map_err(fail)?;
+    // A live actor holds its database exclusively: fail at once rather
+    // than wait for it.
+    conn.busy_timeout(std::time::Duration::ZERO).map_err(fail)?;
     identity(&conn, path)
 }
 

@@ -50,7 +50,10 @@ fn broken_bundles_fail_with_the_file_and_the_reason() {
         fixture("reference/objects.js"),
         Some("objects:\n  X: Missing\n"),
     );
-    assert!(err.contains("Missing") && err.contains("lacks"), "{err}");
+    assert!(
+        err.contains("Missing") && err.contains("not among"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1208,3 +1208,97 @@ async fn attacks_from_review_get_clean_errors() {
     );
     assert!(bytes.iter().all(|b| *b == 7));
 }
+
+// ---- found in the second review -------------------------------------------------
+
+const REVIEW_TWO_BUNDLE: &str = r#"
+import { DurableObject } from "cloudflare:workers";
+export class Second extends DurableObject {
+  mark() { this.marked = true; }
+  fill(from, n) { const v = "x".repeat(1024 * 1024); for (let i = from; i < from + n; i++) this.ctx.storage.kv.put("big" + i, v); }
+  async listAll() {
+    try { return (await this.ctx.storage.list()).size; } catch (e) { return e.name + ": " + e.message; }
+  }
+  async hang() { this.ctx.storage.kv.put("hung", true); await new Promise(() => {}); }
+  async hung() { return { hung: this.ctx.storage.kv.get("hung") ?? null, marked: this.marked ?? false }; }
+  async failBlock() {
+    await this.ctx.blockConcurrencyWhile(async () => { this.ctx.storage.kv.put("blocked", 1); throw new Error("nope"); }).catch(() => {});
+    return "caught";
+  }
+  async manyTimers(n) {
+    let fired = 0;
+    for (let i = 0; i < n; i++) setTimeout(() => fired++, i % 50);
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    return fired;
+  }
+  stranger(hex) { try { this.env.SECOND.idFromString(hex); return "ok"; } catch (e) { return e.name; } }
+  async fetch() { return new Response(new Uint8Array([104, 105])); }
+}
+"#;
+
+#[tokio::test]
+async fn second_review_findings_stay_fixed() {
+    let server = ServerBuilder::new(source(REVIEW_TWO_BUNDLE))
+        .limits(|l| l.max_storage_bytes = 200 * 1024 * 1024)
+        .start()
+        .await;
+    let call = |method: &'static str, args: Value| {
+        let server = &server;
+        async move { server.call("SECOND", "s", method, args).await }
+    };
+    // A listing past 32 MiB is refused before it is held in memory.
+    for from in [0, 10, 20, 30] {
+        call("fill", json!([from, 10])).await;
+    }
+    let listed = call("listAll", json!([])).await;
+    assert!(
+        listed
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("RangeError: list() would return"),
+        "{listed}"
+    );
+    // A promise that can never settle drops its writes and resets the object.
+    call("mark", json!([])).await;
+    let hang = server.rpc("SECOND", "s", "hang", json!([])).await;
+    assert_eq!(hang.status, 500, "{}", hang.text);
+    assert_eq!(
+        call("hung", json!([])).await,
+        json!({"hung": null, "marked": false}),
+        "the write was rolled back and the object is a fresh one"
+    );
+    // So does a blockConcurrencyWhile callback that fails.
+    let blocked = server.rpc("SECOND", "s", "failBlock", json!([])).await;
+    assert_eq!(blocked.status, 500, "{}", blocked.text);
+    assert!(
+        blocked.message().contains("blockConcurrencyWhile"),
+        "{}",
+        blocked.text
+    );
+    // Thousands of timers cost what they are, not their square.
+    assert_eq!(call("manyTimers", json!([5000])).await, 5000);
+    // A live object's id from this namespace resolves without waiting for its
+    // database.
+    let other = server.call("SECOND", "other", "hung", json!([])).await;
+    assert!(other.is_object());
+    let hex = go_go_objects::ObjectId::new("SECOND", "other")
+        .unwrap()
+        .hash()
+        .to_string();
+    assert_eq!(call("stranger", json!([hex])).await, "ok");
+}
+
+#[test]
+fn the_runner_prints_response_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("worker.mjs");
+    std::fs::write(&bundle, REVIEW_TWO_BUNDLE).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_go-go-objects"))
+        .args(["run", "--bundle"])
+        .arg(&bundle)
+        .args(["SECOND/r", "--fetch", "/x"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(report["response"]["body"], "hi", "{report}");
+}

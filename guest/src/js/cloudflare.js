@@ -577,6 +577,7 @@
         try {
           started = ReflectApply(PromiseResolve, PromiseCtor, [callback()]);
         } catch (e) {
+          if (blockers.failure === undefined) blockers.failure = { error: e };
           return ReflectApply(PromiseReject, PromiseCtor, [e]);
         }
         blockers.count += 1;
@@ -590,6 +591,7 @@
           },
           (error) => {
             done();
+            if (blockers.failure === undefined) blockers.failure = { error };
             throw error;
           },
         ]);
@@ -608,8 +610,15 @@
     });
   }
 
-  // Callbacks of blockConcurrencyWhile not yet finished.
-  const blockers = { count: 0 };
+  // Callbacks of blockConcurrencyWhile not yet finished, and the first
+  // failure of one (which resets the object).
+  const blockers = { count: 0, failure: undefined };
+
+  function takeBlockerFailure() {
+    const failure = blockers.failure;
+    blockers.failure = undefined;
+    return failure;
+  }
 
   // Whether the object still has work its current dispatch must wait for:
   // an open transaction or a blockConcurrencyWhile callback.
@@ -627,5 +636,5 @@
     }
   }
 
-  return { workersModule, DurableObject, makeCtx, makeEnv, abandonTransactions, busy };
+  return { workersModule, DurableObject, makeCtx, makeEnv, abandonTransactions, busy, takeBlockerFailure };
 })

@@ -806,6 +806,10 @@
     if (ReflectApply(StringIncludes, message, ['could not load module'])) {
       message += ' (a bundle can import only cloudflare:workers: bundle its dependencies into one file)';
     }
+    if (!moduleBundle && /unsupported keyword: (export|import)|expecting '\('/.test(message) &&
+        /\b(export|import)\b/.test(message)) {
+      message += ' (to run the bundle as an ES module, name it .mjs)';
+    }
     if (moduleBundle && /^ReferenceError: '?(exports|module|require)'? is not defined/.test(message)) {
       message += ' (the bundle was read as an ES module because a line starts with an import or export ' +
         'statement; name it .cjs to run it as CommonJS)';
@@ -979,14 +983,22 @@
         } catch (e) {
           outcome = failure(e);
         }
+        // A blockConcurrencyWhile callback that failed resets the object,
+        // as in Cloudflare.
+        const blocked = cloudflare.takeBlockerFailure();
+        if (blocked !== undefined) {
+          outcome = errorOutcome('abandoned', 'blockConcurrencyWhile() callback failed, so the object is reset: ' +
+            errorText(blocked.error));
+        }
       }
       reportUnhandled();
       const taken = outcome;
       outcome = null;
       if (taken !== null) return taken;
       if (api === 'cloudflare') {
-        // workerd answers such a request with a 500.
-        return errorOutcome('execution_error',
+        // workerd answers such a request with a 500; as for a timeout, its
+        // writes are dropped and the object is discarded.
+        return errorOutcome('abandoned',
           'The script will never generate a response: the handler returned a promise that can never settle (no job, timer or host call is left that could resolve it)');
       }
       return errorOutcome('never_settles',

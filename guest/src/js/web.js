@@ -165,8 +165,25 @@
   // queue is empty and the dispatch has not settled, the engine sleeps until
   // the earliest timer is due (never past the dispatch's deadline) and runs
   // it. Timers still pending when a dispatch settles wait for the next one.
+
+  // Pending timers by id, and the same timers in due order (earliest
+  // first, then by id), so that finding the next one costs nothing and
+  // running the due ones costs only as much as there are.
   const timers = new Map();
+  let queue = [];
   let nextTimerId = 1;
+
+  function enqueue(timer) {
+    let low = 0;
+    let high = queue.length;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      const other = queue[mid];
+      if (other.due < timer.due || (other.due === timer.due && other.id < timer.id)) low = mid + 1;
+      else high = mid;
+    }
+    queue.splice(low, 0, timer);
+  }
 
   function addTimer(callback, delay, args, repeat) {
     if (typeof callback !== 'function') {
@@ -176,11 +193,14 @@
     if (!(ms >= 0)) ms = 0;
     if (ms > 2147483647) ms = 1;
     const id = nextTimerId++;
-    timers.set(id, { due: ReflectApply(DateNow, Date, []) + ms, ms, callback, args, repeat });
+    const timer = { id, due: ReflectApply(DateNow, Date, []) + ms, ms, callback, args, repeat };
+    timers.set(id, timer);
+    enqueue(timer);
     return id;
   }
 
   function clearTimer(id) {
+    // The queue drops it when it reaches the front.
     timers.delete(NumberCtor(id));
   }
 
@@ -189,33 +209,40 @@
   install('clearTimeout', clearTimer);
   install('clearInterval', clearTimer);
 
+  // The earliest timer still pending, dropping cleared ones on the way.
+  function earliest() {
+    let start = 0;
+    while (start < queue.length && timers.get(queue[start].id) !== queue[start]) start++;
+    if (start > 0) queue = queue.slice(start);
+    return queue.length > 0 ? queue[0] : undefined;
+  }
+
   // Milliseconds until the earliest timer is due (0 if one is), or -1.
   function nextTimerDelay() {
-    let earliest = -1;
-    for (const timer of timers.values()) {
-      if (earliest < 0 || timer.due < earliest) earliest = timer.due;
-    }
-    if (earliest < 0) return -1;
-    const wait = earliest - ReflectApply(DateNow, Date, []);
+    const timer = earliest();
+    if (timer === undefined) return -1;
+    const wait = timer.due - ReflectApply(DateNow, Date, []);
     return wait > 0 ? wait : 0;
   }
 
   // Runs every timer that is due, earliest first; a throwing callback is
-  // logged and does not stop the others.
+  // logged and does not stop the others. Timers that callbacks add run in
+  // a later round.
   function runDueTimers() {
     const now = ReflectApply(DateNow, Date, []);
     const due = [];
-    for (const [id, timer] of timers) {
-      if (timer.due <= now) due[due.length] = [id, timer];
+    for (let timer = earliest(); timer !== undefined && timer.due <= now; timer = earliest()) {
+      queue.shift();
+      due[due.length] = timer;
     }
-    due.sort((a, b) => a[1].due - b[1].due || a[0] - b[0]);
     for (let i = 0; i < due.length; i++) {
-      const [id, timer] = due[i];
-      if (!timers.has(id)) continue;
+      const timer = due[i];
+      if (timers.get(timer.id) !== timer) continue;
       if (timer.repeat) {
         timer.due = now + (timer.ms > 0 ? timer.ms : 1);
+        enqueue(timer);
       } else {
-        timers.delete(id);
+        timers.delete(timer.id);
       }
       try {
         ReflectApply(timer.callback, undefined, timer.args);

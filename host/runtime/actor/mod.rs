@@ -356,11 +356,18 @@ impl Actor {
         if outcome.ok {
             return Ok((outcome, fuel));
         }
+        // `abandoned` (a Cloudflare-flavour dispatch that can never settle,
+        // or a failed blockConcurrencyWhile) answers as an execution error
+        // but is treated like a timeout: writes dropped, actor discarded.
+        let abandoned = outcome
+            .error
+            .as_ref()
+            .is_some_and(|e| e.code == "abandoned");
         let error = outcome.error.map_or_else(
             || DispatchError::new(ErrorCode::ExecutionError, "unknown error"),
             |e| DispatchError::new(ErrorCode::from_guest(&e.code), e.message),
         );
-        if matches!(error.code, ErrorCode::Timeout | ErrorCode::OutOfMemory) {
+        if abandoned || matches!(error.code, ErrorCode::Timeout | ErrorCode::OutOfMemory) {
             self.poisoned = true;
         }
         Err(error)
