@@ -67,7 +67,9 @@ pub struct SqlOutcome {
     pub columns: Vec<String>,
     /// The result's rows.
     pub rows: Vec<Vec<SqlValue>>,
-    /// Rows the statements returned or stepped over.
+    /// Rows the statements returned.
+    // TODO: Cloudflare counts the rows SQLite scanned; this counts the rows
+    // returned (the same for simple selects, fewer for filtered scans).
     pub rows_read: u64,
     /// Rows the statements inserted, updated or deleted.
     pub rows_written: u64,

@@ -164,7 +164,10 @@
   // Timers run inside the dispatch that is waiting for them: when the job
   // queue is empty and the dispatch has not settled, the engine sleeps until
   // the earliest timer is due (never past the dispatch's deadline) and runs
-  // it. Timers still pending when a dispatch settles wait for the next one.
+  // it.
+  // TODO: timers still pending when a dispatch settles (and so the rest of
+  // a ctx.waitUntil promise waiting on one) run only during the object's
+  // next dispatch, not on their own.
 
   // Pending timers by id, and the same timers in due order (earliest
   // first, then by id), so that finding the next one costs nothing and
