@@ -257,9 +257,6 @@ fn run_until_settled(engine: &Engine) -> Result<(), String> {
             .context()
             .with(|ctx| -> Result<f64, String> {
                 let entry = restore_entry(&ctx, engine)?;
-                if call_entry::<_, bool>(&ctx, &entry, "hasOutcome", ())? {
-                    return Ok(-1.0);
-                }
                 call_entry(&ctx, &entry, "nextTimerDelay", ())
             })?;
         if delay < 0.0 {

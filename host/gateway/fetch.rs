@@ -109,18 +109,6 @@ pub(crate) fn fetch_request(
         .unwrap_or("localhost");
     let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
 
-    let mut query = Map::new();
-    for (key, value) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
-        let value = Value::String(value.into_owned());
-        match query.get_mut(key.as_ref()) {
-            None => {
-                query.insert(key.into_owned(), value);
-            }
-            Some(Value::Array(values)) => values.push(value),
-            Some(first) => *first = Value::Array(vec![first.take(), value]),
-        }
-    }
-
     let mut header_map = Map::new();
     for (name, value) in headers {
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
@@ -136,13 +124,68 @@ pub(crate) fn fetch_request(
         }
     }
 
+    // The object's URL keeps the path exactly as the client sent it
+    // (escapes and all), so that an encoded `?`, `#` or `/` stays data.
+    let raw_rest = raw_rest(uri.path(), route.fixed_segments);
+    let object_url = match uri.query() {
+        Some(query) => format!("http://{host}/{raw_rest}?{query}"),
+        None => format!("http://{host}/{raw_rest}"),
+    };
+
+    // Each API gets the body in the form it reads: the reference API the
+    // query map, the text and the parsed JSON; Cloudflare's Request only
+    // the bytes. Without the API known (the one-shot runner), both.
+    let reference = api != Some(Api::Cloudflare);
+    let cloudflare = api != Some(Api::Reference);
+    let (query, raw_body, parsed_body, body_error) = if reference {
+        reference_body(uri, headers, body)
+    } else {
+        (Map::new(), String::new(), Value::Null, None)
+    };
+    let body_base64 = if cloudflare {
+        base64::engine::general_purpose::STANDARD.encode(body)
+    } else {
+        String::new()
+    };
+    Ok(FetchRequest {
+        method: method.as_str().to_string(),
+        url: format!("http://{host}{target}"),
+        path: format!("/{rest}"),
+        query,
+        headers: header_map,
+        body: parsed_body,
+        raw_body,
+        body_error,
+        object_url,
+        body_base64,
+    })
+}
+
+/// The reference API's view of a request: the query parameters (an array
+/// when repeated), the body as text, the body parsed as JSON when the
+/// content type says JSON (else the text, else null), and why a JSON body
+/// did not parse (its handler refuses such a request with `bad_request`).
+fn reference_body(
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> (Map<String, Value>, String, Value, Option<String>) {
+    let mut query = Map::new();
+    for (key, value) in form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()) {
+        let value = Value::String(value.into_owned());
+        match query.get_mut(key.as_ref()) {
+            None => {
+                query.insert(key.into_owned(), value);
+            }
+            Some(Value::Array(values)) => values.push(value),
+            Some(first) => *first = Value::Array(vec![first.take(), value]),
+        }
+    }
     let raw_body = String::from_utf8_lossy(body).into_owned();
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.to_ascii_lowercase().contains("application/json"));
-    // A JSON body that does not parse is refused by the reference API's
-    // handler (a `bad_request`); Cloudflare's `Request` never parses it.
     let mut body_error = None;
     let parsed_body = if body.is_empty() {
         Value::Null
@@ -154,45 +197,7 @@ pub(crate) fn fetch_request(
     } else {
         Value::String(raw_body.clone())
     };
-
-    // The object's URL keeps the path exactly as the client sent it
-    // (escapes and all), so that an encoded `?`, `#` or `/` stays data.
-    let raw_rest = raw_rest(uri.path(), route.fixed_segments);
-    let object_url = match uri.query() {
-        Some(query) => format!("http://{host}/{raw_rest}?{query}"),
-        None => format!("http://{host}/{raw_rest}"),
-    };
-    if api == Some(Api::Cloudflare) {
-        // Cloudflare's Request reads only the bytes.
-        return Ok(FetchRequest {
-            method: method.as_str().to_string(),
-            url: format!("http://{host}{target}"),
-            path: format!("/{rest}"),
-            query: Map::new(),
-            headers: header_map,
-            body: Value::Null,
-            raw_body: String::new(),
-            body_error: None,
-            object_url,
-            body_base64: base64::engine::general_purpose::STANDARD.encode(body),
-        });
-    }
-    Ok(FetchRequest {
-        method: method.as_str().to_string(),
-        url: format!("http://{host}{target}"),
-        path: format!("/{rest}"),
-        query,
-        headers: header_map,
-        body: parsed_body,
-        raw_body,
-        body_error,
-        object_url,
-        // Without the API known (the one-shot runner), both kinds of body.
-        body_base64: match api {
-            Some(_) => String::new(),
-            None => base64::engine::general_purpose::STANDARD.encode(body),
-        },
-    })
+    (query, raw_body, parsed_body, body_error)
 }
 
 /// The part of the raw (still percent-encoded) `path` after its first

@@ -142,7 +142,15 @@ async fn case_07_promises_at_the_dispatch_boundary() {
     assert_status(&call("sharedNeverSettles", json!([])).await, 504, "timeout");
     assert_status(&call("sharedNeverSettles", json!([])).await, 504, "timeout");
     assert_eq!(call("ping", json!([])).await.result(), "pong");
+    case_07_settling_steps(&server).await;
+}
 
+/// The steps of case 07 from step 5 on, where both flavours answer alike:
+/// rejections, thrown non-errors, thenables, long chains and a timer.
+pub(crate) async fn case_07_settling_steps(server: &TestServer) {
+    let call = |method: &'static str, args: Value| async move {
+        server.rpc("Waiter", "w", method, args).await
+    };
     assert_eq!(call("unhandledBackground", json!([])).await.result(), "ok");
     assert_eq!(call("readBg", json!([])).await.result(), "kept");
     assert_eq!(

@@ -229,15 +229,17 @@
       };
     }
 
-    const alarms = {
-      getAlarm: later(() => host({ op: 'getAlarm' })),
-      setAlarm: later((time) => {
-        host({ op: 'setAlarm', time: alarmTime(time) });
-      }),
-      deleteAlarm: later(() => {
-        host({ op: 'deleteAlarm' });
-      }),
-    };
+    function getAlarm() {
+      return host({ op: 'getAlarm' });
+    }
+
+    function setAlarm(time) {
+      host({ op: 'setAlarm', time: alarmTime(time) });
+    }
+
+    function deleteAlarm() {
+      host({ op: 'deleteAlarm' });
+    }
 
     function transactionSync(callback) {
       if (typeof callback !== 'function') throw new TypeErrorCtor('transactionSync() needs a function');
@@ -286,13 +288,9 @@
         put: live(put),
         delete: live(remove),
         list: live(list),
-        getAlarm: live(() => host({ op: 'getAlarm' })),
-        setAlarm: live((time) => {
-          host({ op: 'setAlarm', time: alarmTime(time) });
-        }),
-        deleteAlarm: live(() => {
-          host({ op: 'deleteAlarm' });
-        }),
+        getAlarm: live(getAlarm),
+        setAlarm: live(setAlarm),
+        deleteAlarm: live(deleteAlarm),
         rollback() {
           rolledBack = true;
         },
@@ -325,9 +323,9 @@
         host({ op: 'deleteAll' });
         return undefined;
       }),
-      getAlarm: alarms.getAlarm,
-      setAlarm: alarms.setAlarm,
-      deleteAlarm: alarms.deleteAlarm,
+      getAlarm: later(getAlarm),
+      setAlarm: later(setAlarm),
+      deleteAlarm: later(deleteAlarm),
       transaction,
       transactionSync,
       sync: () => ReflectApply(PromiseResolve, PromiseCtor, []),

@@ -963,19 +963,20 @@
       }
     },
 
-    // The outcome of the last construct or dispatch. Called when the job
-    // queue is empty: a dispatch without an outcome then can never settle.
-    // Whether the current dispatch has settled (for a Cloudflare object,
-    // with no transaction or blockConcurrencyWhile left unfinished).
-    hasOutcome() {
-      return outcome !== null && !(api === 'cloudflare' && cloudflare.busy());
+    // Called when the job queue is empty: -1 when the current dispatch has
+    // settled (for a Cloudflare object, with no transaction or
+    // blockConcurrencyWhile left unfinished) or no timer is left that could
+    // settle it, else how long until the next timer is due.
+    nextTimerDelay() {
+      if (outcome !== null && !(api === 'cloudflare' && cloudflare.busy())) return -1;
+      return web.nextTimerDelay();
     },
 
-    // Timers: how long until one is due (-1 for none), and running those
-    // that are.
-    nextTimerDelay: web.nextTimerDelay,
+    // Runs the timers that are due.
     runDueTimers: web.runDueTimers,
 
+    // The outcome of the last construct or dispatch. Called when the job
+    // queue is empty: a dispatch without an outcome then can never settle.
     takeOutcome() {
       if (api === 'cloudflare') {
         try {
