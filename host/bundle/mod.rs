@@ -414,6 +414,14 @@ mod tests {
     }
 
     #[test]
+    fn finds_minified_module_statements() {
+        let minified = Bundle::from_source("w.js", "var B=class{};export{B as Bee};");
+        assert_eq!(minified.format(), BundleFormat::Module);
+        let commonjs = Bundle::from_source("w.js", "var s='a;b';exports.objects={};");
+        assert_eq!(commonjs.format(), BundleFormat::CommonJs);
+    }
+
+    #[test]
     fn derives_namespaces_from_exports() {
         let map = resolve_classes(
             "b.js",

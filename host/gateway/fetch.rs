@@ -100,10 +100,7 @@ pub(crate) fn fetch_request(
         .and_then(|h| h.to_str().ok())
         .filter(|h| {
             h.parse::<axum::http::uri::Authority>().is_ok_and(|a| {
-                !h.is_empty()
-                    && a.as_str() == *h
-                    && !h.contains('@')
-                    && a.port().is_none() == a.port_u16().is_none()
+                !h.is_empty() && a.as_str() == *h && !h.contains('@') && port_is_valid(h, &a)
             })
         })
         .unwrap_or("localhost");
@@ -159,6 +156,13 @@ pub(crate) fn fetch_request(
         object_url,
         body_base64,
     })
+}
+
+/// Whether the port of `host` (its text after the last `:` outside an IPv6
+/// literal), if it has one, is a number a URL accepts.
+fn port_is_valid(host: &str, authority: &axum::http::uri::Authority) -> bool {
+    let after_literal = host.rsplit_once(']').map_or(host, |(_, rest)| rest);
+    !after_literal.contains(':') || authority.port_u16().is_some()
 }
 
 /// The reference API's view of a request: the query parameters (an array

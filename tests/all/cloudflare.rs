@@ -429,6 +429,11 @@ fn broken_module_bundles_fail_with_the_file_and_the_reason() {
             "export class A {}\nawait new Promise(() => {});\n",
             "top-level await never settles",
         ),
+        // Read as a module (a line starts with `export const`), but CommonJS.
+        (
+            "export const x = 1;\nexports.objects = {};\n",
+            "name it .cjs",
+        ),
     ];
     for (text, needle) in cases {
         let dir = tempfile::tempdir().unwrap();
@@ -688,8 +693,15 @@ async fn web_platform_classes_behave_like_the_standards() {
             "status": 201, "ok": true, "type": "application/json", "json": {"a": 1},
             "headers": [["a", "1, 3"], ["b", "2"]], "bad": "RangeError"})
     );
+    // Timer order on a clock that only moves when timers wait (on the real
+    // clock a busy machine may run an interval late, as browsers do).
+    let clock = go_go_objects::clock::ManualClock::new(1_700_000_000_000);
+    let timed = ServerBuilder::new(source(WEB_BUNDLE))
+        .clock(&clock)
+        .start()
+        .await;
     assert_eq!(
-        call("timers").await,
+        timed.call("WEB", "w", "timers", json!([])).await,
         json!(["micro", "i1", "i2", "t10", "t20"])
     );
     // A timer past the deadline ends the dispatch at the deadline.
@@ -1190,6 +1202,19 @@ async fn attacks_from_review_get_clean_errors() {
     assert_eq!(response.headers()["x-path"], "/a%3Fb%23c%2Fd");
     assert_eq!(response.headers()["x-search"], "?q=1");
     assert_eq!(response.headers()["x-host"], "localhost");
+    let bad_port = server
+        .client
+        .get(format!("{}/fetch/GUARDED/g/p", server.base))
+        .header("host", "evil.test:99999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        bad_port.status(),
+        200,
+        "an impossible port is not the client's host"
+    );
+    assert_eq!(bad_port.headers()["x-host"], "localhost");
     let bytes = response.bytes().await.unwrap();
     assert_eq!(
         bytes.len(),
