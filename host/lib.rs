@@ -26,7 +26,8 @@
 //!
 //! [`bundle`] reads bundles and manifests and derives namespaces; [`id`]
 //! validates object identities; [`clock`] is the time source of alarms,
-//! eviction and `Date.now()` in JavaScript.
+//! eviction and `Date.now()` in JavaScript; `os` holds the few system calls
+//! without a safe wrapper (the host's only `unsafe` code).
 //!
 //! # Example
 //!
@@ -69,6 +70,7 @@ pub mod events;
 pub mod gateway;
 mod hostcalls;
 pub mod id;
+mod os;
 pub mod runtime;
 pub mod storage;
 pub mod telemetry;

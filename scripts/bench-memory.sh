@@ -2,7 +2,8 @@
 # Memory per live object: starts the server (built-in counter), gives N new
 # objects one increment each, and prints how the process's memory grew per
 # object: RSS, PSS, and the private and shared parts of the wasm memory
-# images and of anonymous memory (from /proc/PID/smaps). Bounded: N objects
+# images and of anonymous memory (from /proc/PID/smaps), just after and again
+# once the objects' databases were closed for being idle. Bounded: N objects
 # (default 1000), one request each.
 #   scripts/bench-memory.sh [N] [extra server flags...]
 set -euo pipefail
@@ -10,17 +11,23 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 n="${1:-1000}"
 shift || true
+# Databases of idle actors close after this long; the second figures are
+# taken a little later.
+close_after=2
+idle_wait=$((close_after * 2))
 cargo build --locked --release --quiet
 dir="$(mktemp -d)"
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 target/release/go-go-objects --addr "127.0.0.1:$port" --storage "$dir/storage" \
-  --max-live-objects "$((n + 100))" --idle-timeout 0 --log-level warn "$@" > "$dir/out" 2>&1 &
+  --max-live-objects "$((n + 100))" --idle-timeout 0 --close-idle-databases "${close_after}s" \
+  --log-level warn "$@" > "$dir/out" 2>&1 &
 pid=$!
 for _ in $(seq 1 200); do grep -q listening "$dir/out" && break; sleep 0.05; done
-python3 - "$pid" "$port" "$n" <<'PY'
+python3 - "$pid" "$port" "$n" "$idle_wait" <<'PY'
 import collections, http.client, re, sys
 pid, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+idle_wait = float(sys.argv[4])
 
 def memory():
     totals = collections.Counter()
@@ -49,10 +56,15 @@ increment("warm-up")
 before = memory()
 for i in range(n):
     increment(f"object-{i}")
-after = memory()
-per = lambda key: (after[key] - before[key]) / n
-print(f"{n} new live objects, KiB per object:")
-print(f"  RSS {per('Rss'):.0f}, PSS {per('Pss'):.0f}")
-print(f"  wasm memory images: RSS {per(('image', 'Rss')):.0f}, private {per(('image', 'private')):.0f}")
-print(f"  anonymous memory: RSS {per(('anon', 'Rss')):.0f}")
+def report(title, after):
+    per = lambda key: (after[key] - before[key]) / n
+    print(f"{n} new live objects, {title}, KiB per object:")
+    print(f"  RSS {per('Rss'):.0f}, PSS {per('Pss'):.0f}")
+    print(f"  wasm memory images: RSS {per(('image', 'Rss')):.0f}, private {per(('image', 'private')):.0f}")
+    print(f"  anonymous memory: RSS {per(('anon', 'Rss')):.0f}")
+
+report("just after their increment", memory())
+import time
+time.sleep(idle_wait)
+report(f"after {idle_wait:.0f} s idle (databases closed)", memory())
 PY

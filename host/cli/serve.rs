@@ -69,6 +69,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
     pub idle_interval: Duration,
 
+    /// A live actor idle this long closes its database (two open files and
+    /// about 100 KiB of memory) and opens it again on its next dispatch,
+    /// which costs about a millisecond (0 keeps databases open).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub close_idle_databases: Duration,
+
     /// Most live actors; past it the least recently used idle ones are
     /// evicted (0: no bound). Each live actor holds two open files.
     #[arg(long, value_name = "COUNT", default_value_t = config::DEFAULT_MAX_LIVE_OBJECTS)]
@@ -134,6 +140,7 @@ impl ServeArgs {
                 idle_timeout: nonzero(self.idle_timeout),
                 idle_interval: nonzero(self.idle_interval),
                 max_live_objects: (self.max_live_objects > 0).then_some(self.max_live_objects),
+                close_idle_databases: nonzero(self.close_idle_databases),
                 max_total_memory: self.max_total_memory.resolve(),
             },
             ..RuntimeConfig::default()

@@ -12,6 +12,7 @@
 mod budget;
 mod custom;
 mod limits;
+mod prefault;
 mod snapshot;
 
 use std::{sync::Arc, thread, time::Duration};
@@ -27,6 +28,7 @@ use crate::hostcalls::{self, ActorState};
 pub(crate) use budget::{MemoryBudget, Reclaim};
 pub(crate) use custom::{append_custom_section, find_custom_section};
 pub(crate) use limits::{MemoryLimiter, Refusal, out_of_fuel, trap_to_error};
+pub(crate) use prefault::PageProfile;
 pub(crate) use snapshot::Preinitializer;
 
 /// The guest module, built by `build.rs`.
@@ -63,8 +65,11 @@ pub(crate) const MAX_TABLE_ELEMENTS: usize = 100_000;
 const LINEAR_MEMORY_KEEP_RESIDENT: usize = 64 * 1024;
 
 /// The most virtual address space the instance pool may reserve. Linux gives
-/// a process 128 TiB; the rest is left for everything else.
-const POOL_ADDRESS_BUDGET: u64 = 16 << 40;
+/// a process 128 TiB (47 bits); this leaves 64 TiB for everything else,
+/// and fits about 16,000 slots of the full layout (`--max-live-objects`
+/// up to about 13,000, with the spare slots), whose compiled code needs no
+/// bounds checks: about 20% faster for compute than the compact layout.
+const POOL_ADDRESS_BUDGET: u64 = 64 << 40;
 
 /// The 4 GiB reservation (plus 32 MiB guard) wasmtime gives each memory by
 /// default, which lets compiled code skip bounds checks.
@@ -90,9 +95,53 @@ fn pool_layout(slots: u32, max_memory: u64) -> Option<PoolLayout> {
     if slots.saturating_mul(DEFAULT_SLOT_ADDRESSES) <= POOL_ADDRESS_BUDGET {
         return Some(PoolLayout::Full);
     }
-    let reservation = max_memory.next_multiple_of(64 << 10);
-    let compact = slots.saturating_mul(reservation + COMPACT_GUARD);
-    (compact <= POOL_ADDRESS_BUDGET).then_some(PoolLayout::Compact { reservation })
+    let layout = compact_layout(max_memory);
+    let PoolLayout::Compact { reservation } = layout else {
+        unreachable!("compact_layout is compact")
+    };
+    (slots.saturating_mul(reservation + COMPACT_GUARD) <= POOL_ADDRESS_BUDGET).then_some(layout)
+}
+
+/// Slots of `max_memory` bytes each.
+fn compact_layout(max_memory: u64) -> PoolLayout {
+    PoolLayout::Compact {
+        reservation: max_memory.next_multiple_of(64 << 10),
+    }
+}
+
+/// wasmtime's configuration for `options`, with a pool of `slots` in
+/// `layout` when given.
+fn configure(options: &EngineOptions, pool: Option<(u32, PoolLayout)>) -> Config {
+    let mut config = Config::new();
+    config
+        .consume_fuel(options.fuel_metering)
+        .epoch_interruption(true)
+        .max_wasm_stack(options.max_wasm_stack)
+        .async_stack_size(options.max_wasm_stack + HOST_STACK_MARGIN);
+    if let Some((slots, layout)) = pool {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_core_instances(slots)
+            .total_memories(slots)
+            .total_tables(slots)
+            .max_memory_size(usize::try_from(options.max_memory).unwrap_or(usize::MAX))
+            .table_elements(MAX_TABLE_ELEMENTS)
+            // Keep the image's first pages resident between uses of a slot,
+            // so a reused slot needs no page faults for them.
+            .linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if let PoolLayout::Compact { reservation } = layout {
+            config
+                .memory_reservation(reservation)
+                .memory_guard_size(COMPACT_GUARD);
+        }
+    }
+    match Cache::new(CacheConfig::new()) {
+        Ok(cache) => {
+            config.cache(Some(cache));
+        }
+        Err(e) => tracing::warn!("compiled-module cache unavailable: {e:#}"),
+    }
+    config
 }
 
 /// The wasmtime engine and the host functions linked for guests.
@@ -104,8 +153,8 @@ pub(crate) struct GuestEngine {
 struct Inner {
     engine: Engine,
     linker: Linker<ActorState>,
-    /// The instance pool's size, when there is one.
-    pool_slots: Option<u32>,
+    /// The instance pool's size and layout, when there is one.
+    pool: Option<(u32, PoolLayout)>,
 }
 
 impl GuestEngine {
@@ -117,53 +166,37 @@ impl GuestEngine {
     /// When the engine cannot be configured, or this binary was built
     /// without its guest module.
     pub(crate) fn new(options: &EngineOptions) -> wasmtime::Result<Self> {
-        let max_wasm_stack = options.max_wasm_stack;
         if GUEST_WASM.is_empty() {
             bail!("this binary was built without its guest module (a clippy or stub build)");
         }
-        let mut config = Config::new();
-        config
-            .consume_fuel(options.fuel_metering)
-            .epoch_interruption(true)
-            .max_wasm_stack(max_wasm_stack)
-            .async_stack_size(max_wasm_stack + HOST_STACK_MARGIN);
-        let mut pool_slots = None;
-        if let Some(slots) = options.pool_slots {
-            match pool_layout(slots, options.max_memory) {
-                Some(layout) => {
-                    pool_slots = Some(slots);
-                    let mut pool = PoolingAllocationConfig::new();
-                    pool.total_core_instances(slots)
-                        .total_memories(slots)
-                        .total_tables(slots)
-                        .max_memory_size(usize::try_from(options.max_memory).unwrap_or(usize::MAX))
-                        .table_elements(MAX_TABLE_ELEMENTS)
-                        // Keep the image's first pages resident between uses
-                        // of a slot, so a reused slot needs no page faults for
-                        // them.
-                        .linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT);
-                    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-                    if let PoolLayout::Compact { reservation } = layout {
-                        config
-                            .memory_reservation(reservation)
-                            .memory_guard_size(COMPACT_GUARD);
-                    }
-                }
-                None => tracing::warn!(
+        let layout = options.pool_slots.and_then(|slots| {
+            let layout = pool_layout(slots, options.max_memory);
+            if layout.is_none() {
+                tracing::warn!(
                     slots,
                     max_memory = options.max_memory,
                     "the instance pool would not fit in the address space; allocating each \
                      instance on its own"
-                ),
+                );
             }
-        }
-        match Cache::new(CacheConfig::new()) {
-            Ok(cache) => {
-                config.cache(Some(cache));
+            layout.map(|layout| (slots, layout))
+        });
+        let (engine, pool) = match Engine::new(&configure(options, layout)) {
+            Ok(engine) => (engine, layout),
+            // Another pool in this process (an embedder's second runtime)
+            // may hold the addresses the full layout needs.
+            Err(e) if matches!(layout, Some((_, PoolLayout::Full))) => {
+                let compact = layout.map(|(slots, _)| (slots, compact_layout(options.max_memory)));
+                tracing::warn!(
+                    "could not reserve the instance pool with 4 GiB per slot ({e:#}); using \
+                     slots of --max-memory each, with bounds checks"
+                );
+                let engine = Engine::new(&configure(options, compact))
+                    .context("failed to configure wasmtime")?;
+                (engine, compact)
             }
-            Err(e) => tracing::warn!("compiled-module cache unavailable: {e:#}"),
-        }
-        let engine = Engine::new(&config).context("failed to configure wasmtime")?;
+            Err(e) => return Err(e.context("failed to configure wasmtime")),
+        };
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut ActorState| {
@@ -177,7 +210,7 @@ impl GuestEngine {
             inner: Arc::new(Inner {
                 engine,
                 linker,
-                pool_slots,
+                pool,
             }),
         })
     }
@@ -190,8 +223,8 @@ impl GuestEngine {
     /// Whether every slot of the instance pool is taken (never, without a
     /// pool).
     pub(crate) fn pool_is_full(&self) -> bool {
-        let (Some(slots), Some(metrics)) = (
-            self.inner.pool_slots,
+        let (Some((slots, _)), Some(metrics)) = (
+            self.inner.pool,
             self.inner.engine.pooling_allocator_metrics(),
         ) else {
             return false;
@@ -254,6 +287,31 @@ fn spawn_epoch_ticker(engine: &Engine) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn options(pool_slots: u32) -> EngineOptions {
+        EngineOptions {
+            max_wasm_stack: 1 << 20,
+            max_memory: 64 << 20,
+            fuel_metering: true,
+            pool_slots: Some(pool_slots),
+        }
+    }
+
+    /// A second large pool in one process finds the address space taken by
+    /// the first and falls back to compact slots instead of failing.
+    #[test]
+    fn a_pool_that_does_not_fit_beside_another_gets_compact_slots() {
+        // 12,000 slots of the full layout are 48 TiB: two do not fit in
+        // Linux's 128 TiB beside everything else.
+        let first = GuestEngine::new(&options(12_000)).unwrap();
+        assert_eq!(first.inner.pool, Some((12_000, PoolLayout::Full)));
+        let second = GuestEngine::new(&options(12_000)).unwrap();
+        assert_eq!(
+            second.inner.pool,
+            Some((12_000, compact_layout(64 << 20))),
+            "the second pool has bounds-checked slots"
+        );
+    }
 
     #[test]
     fn the_pool_fits_the_address_space() {

@@ -58,7 +58,14 @@ impl Runtime {
         }
         let eviction = &self.shared.config.eviction;
         if let (Some(_), Some(interval)) = (eviction.idle_timeout, eviction.idle_interval) {
-            tasks.push(tokio::spawn(idle_loop(weak, stopped, interval)));
+            tasks.push(tokio::spawn(idle_loop(
+                weak.clone(),
+                stopped.clone(),
+                interval,
+            )));
+        }
+        if let Some(after) = eviction.close_idle_databases {
+            tasks.push(tokio::spawn(database_loop(weak, stopped, after)));
         }
         *background = Some(Background { stop, tasks });
     }
@@ -87,6 +94,35 @@ impl Runtime {
             self.stopped(id, StopReason::Idle);
         }
         evicted.len()
+    }
+
+    /// Closes the databases of live actors idle for longer than
+    /// `close_idle_databases`, by the runtime's clock (the actors stay
+    /// live; their next dispatch opens the database again); returns how many
+    /// it closed. Each stretch of an actor's idleness is looked at once.
+    /// Does nothing when the setting is off.
+    pub fn close_idle_databases(&self) -> usize {
+        let Some(after) = self.shared.config.eviction.close_idle_databases else {
+            return 0;
+        };
+        let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+        let cutoff = self.shared.config.clock.now_ms().saturating_sub(after_ms);
+        let from = self
+            .shared
+            .databases_closed_until_ms
+            .swap(cutoff, Ordering::SeqCst);
+        if cutoff <= from {
+            return 0;
+        }
+        let closed = self.shared.registry.close_idle_databases(from, cutoff);
+        if closed > 0 {
+            // The connections' memory went back to the allocator, which
+            // keeps it mapped unless asked.
+            let started = Instant::now();
+            crate::os::trim_heap();
+            tracing::debug!(closed, trim = ?started.elapsed(), "closed the databases of idle actors");
+        }
+        closed
     }
 
     /// Stops the background loops, refuses new dispatches, waits at most
@@ -165,6 +201,22 @@ async fn alarm_loop(shared: Weak<Shared>, mut stop: watch::Receiver<bool>, inter
             () = index.changed().notified() => {}
             _ = stop.changed() => return,
         }
+    }
+}
+
+/// Closes the databases of actors idle for `after`, a few times per `after`.
+async fn database_loop(shared: Weak<Shared>, mut stop: watch::Receiver<bool>, after: Duration) {
+    let round = (after / 4).max(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(round) => {}
+            _ = stop.changed() => return,
+        }
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let runtime = Runtime { shared };
+        let _ = tokio::task::spawn_blocking(move || runtime.close_idle_databases()).await;
     }
 }
 

@@ -55,6 +55,11 @@ impl Batch {
                 .is_some_and(|opened| opened.elapsed() >= MAX_BATCH_AGE)
     }
 
+    /// Whether no dispatch waits for a commit.
+    pub(super) fn is_empty(&self) -> bool {
+        self.waiting.is_empty()
+    }
+
     /// Whether the batch has exactly one dispatch (it was just opened).
     pub(super) fn just_opened(&self) -> bool {
         self.waiting.len() == 1

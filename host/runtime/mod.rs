@@ -33,7 +33,7 @@ use std::{
     collections::HashMap,
     path::PathBuf,
     sync::{
-        Arc, Mutex, Weak,
+        Arc, Mutex, OnceLock, Weak,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Instant,
@@ -52,7 +52,7 @@ use crate::{
     alarms::AlarmIndex,
     bundle::{Bundle, BundleError, ClassMap, Image, Manifest},
     config::RuntimeConfig,
-    engine::{EngineOptions, GuestEngine, HOST_STACK_MARGIN, MemoryBudget, Reclaim},
+    engine::{EngineOptions, GuestEngine, HOST_STACK_MARGIN, MemoryBudget, PageProfile, Reclaim},
     error::{DispatchError, ErrorCode},
     events::{Event, StopReason},
     hostcalls::{CallContext, HostContext, ObjectServices, StubDispatcher},
@@ -90,6 +90,12 @@ struct Shared {
     memory_budget: Option<Arc<MemoryBudget>>,
     /// The names behind ids made by `idFromName`, per storage root.
     names: Mutex<HashMap<PathBuf, Arc<NameDirectory>>>,
+    /// The pages the first actor to serve a dispatch had used, which new
+    /// actors get populated up front (`None` inside: the kernel cannot
+    /// tell).
+    page_profile: OnceLock<Option<PageProfile>>,
+    /// The last-use time up to which idle actors' databases were closed.
+    databases_closed_until_ms: AtomicU64,
 }
 
 /// Why a runtime could not be built.
@@ -245,6 +251,8 @@ impl Runtime {
                 locks: Mutex::new(locks),
                 memory_budget,
                 names: Mutex::new(HashMap::new()),
+                page_profile: OnceLock::new(),
+                databases_closed_until_ms: AtomicU64::new(0),
             }),
         };
         if let Some(budget) = &runtime.shared.memory_budget {
@@ -534,6 +542,9 @@ impl Runtime {
         let started = Instant::now();
         let actor = self.live_actor(&mut guard, id, class, context)?;
         let result = actor.dispatch(kind, context);
+        if result.is_ok() && self.shared.page_profile.get().is_none() {
+            self.record_page_profile(actor);
+        }
         let ticket = self.join_batch(&mut guard, id);
         self.release(guard, id);
         let (kind, method) = match kind {
@@ -682,6 +693,15 @@ impl Runtime {
             }
         }
         let mut actor = Actor::instantiate(&shared.engine, &shared.image.pre, host)?;
+        if let Some(Some(profile)) = shared.page_profile.get()
+            && !actor.prefault(profile)
+        {
+            tracing::debug!(
+                namespace = id.namespace(),
+                name = id.name(),
+                "prefaulting refused"
+            );
+        }
         actor.construct(class, shared.classes.namespaces().collect(), context)?;
         shared.actor_starts.fetch_add(1, Ordering::Relaxed);
         shared.config.events.emit(&Event::ActorStarted {
@@ -690,6 +710,17 @@ impl Runtime {
             elapsed: started.elapsed(),
         });
         Ok(actor)
+    }
+
+    /// Keeps the pages `actor` has used as the profile that later actors
+    /// are prefaulted with (see `engine/prefault.rs`).
+    fn record_page_profile(&self, actor: &Actor) {
+        let profile = actor.page_profile();
+        if let Some(profile) = &profile {
+            let (written, read) = profile.bytes();
+            tracing::debug!(written, read, "recorded the pages new actors start with");
+        }
+        let _ = self.shared.page_profile.set(profile);
     }
 
     /// Reports that the actor of `id` stopped.

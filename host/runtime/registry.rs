@@ -198,6 +198,35 @@ impl Registry {
         !self.finish_retiring(vec![retiring]).is_empty()
     }
 
+    /// Closes the databases of the idle actors last used after `after_ms`
+    /// and at or before `cutoff_ms` (the actors stay live); returns how
+    /// many it closed. Rounds that move the window forward visit each actor
+    /// once per stretch of idleness.
+    pub(super) fn close_idle_databases(&self, after_ms: u64, cutoff_ms: u64) -> usize {
+        let idle: Vec<Arc<Slot>> = self
+            .map()
+            .values()
+            .filter(|slot| {
+                let last_used = slot.last_used_ms.load(Ordering::Relaxed);
+                last_used > after_ms && last_used <= cutoff_ms
+            })
+            .cloned()
+            .collect();
+        let mut closed = 0;
+        for slot in idle {
+            let Ok(mut state) = slot.state.try_lock() else {
+                continue;
+            };
+            if state.retired || !state.batch.is_empty() {
+                continue;
+            }
+            if state.actor.as_mut().is_some_and(Actor::close_idle_database) {
+                closed += 1;
+            }
+        }
+        closed
+    }
+
     /// Evicts every idle actor last used at or before `cutoff_ms`, and drops
     /// such slots that have no actor; returns the evicted objects.
     pub(super) fn evict_idle(&self, cutoff_ms: u64) -> Vec<ObjectId> {
@@ -238,6 +267,11 @@ impl Registry {
     /// Evicts least recently used idle actors until at most `max` are live;
     /// returns the evicted objects.
     pub(super) fn enforce_limit(&self, max: usize) -> Vec<ObjectId> {
+        // Every live actor has a slot, so a map within the limit needs no
+        // count (which visits every slot).
+        if self.map().len() <= max {
+            return Vec::new();
+        }
         let live = self.live_count();
         if live <= max {
             return Vec::new();

@@ -16,11 +16,12 @@ mod schema;
 mod sql;
 
 use std::{
+    cell::OnceCell,
     path::{Path, PathBuf},
     time::{SystemTime, UNIX_EPOCH},
 };
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, config::DbConfig, params};
 
 use crate::id::ObjectId;
 
@@ -59,9 +60,18 @@ pub fn database_path_for_hash(root: &Path, hash: &str) -> PathBuf {
         .join(format!("{hash}.sqlite"))
 }
 
-/// The open database of one object.
+/// The database of one object, open while it is in use.
+///
+/// [`close_idle`](Self::close_idle) closes the connection of an object that
+/// is not in the middle of a transaction (the runtime does it to actors idle
+/// for a while, so they hold no open files and none of SQLite's memory);
+/// the next use opens it again.
 pub struct ObjectStorage {
-    conn: Connection,
+    /// The connection, empty while closed.
+    conn: OnceCell<Connection>,
+    path: PathBuf,
+    id: ObjectId,
+    durability: Durability,
     /// Depth of `state.storage.transaction()` savepoints currently open.
     savepoints: u32,
     /// Whether a dispatch's transaction was begun and not yet ended.
@@ -93,36 +103,59 @@ impl ObjectStorage {
         let dir = path.parent().expect("database path has a parent");
         std::fs::create_dir_all(dir)
             .map_err(|e| StorageError::context(&format!("create `{}`", dir.display()), e))?;
-
-        let open = |e| StorageError::context(&format!("open `{}`", path.display()), e);
-        let mut conn = Connection::open(&path).map_err(open)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(open)?;
-        // Setting up a database need not reach the disk by itself: a crash
-        // before the first dispatch's commit leaves nothing that the next
-        // open would not redo, and that commit syncs all of it. Skipping
-        // the syncs here makes a new object several times cheaper.
-        conn.pragma_update(None, "synchronous", "OFF")
-            .map_err(open)?;
-        // One connection per database, held by its actor: exclusive locking
-        // keeps the write-ahead log's index in memory (no `-shm` file to
-        // create and map) and saves a lock per transaction.
-        conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
-            .map_err(open)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open)?;
-        schema::migrate(&mut conn, |tx| record_identity(tx, id))
-            .map_err(|e| StorageError(format!("`{}`: {e}", path.display())))?;
-        let storage = Self {
-            conn,
+        let conn = connect(&path, id, durability)?;
+        Ok(Self {
+            conn: OnceCell::from(conn),
+            path,
+            id: id.clone(),
+            durability,
             savepoints: 0,
             in_transaction: false,
+        })
+    }
+
+    /// The connection, opened again if it was closed.
+    fn connection(&self) -> Result<&Connection, StorageError> {
+        if let Some(conn) = self.conn.get() {
+            return Ok(conn);
+        }
+        let conn = connect(&self.path, &self.id, self.durability)?;
+        Ok(self.conn.get_or_init(|| conn))
+    }
+
+    /// The connection, opened again if it was closed, for changes to its
+    /// settings.
+    fn connection_mut(&mut self) -> Result<&mut Connection, StorageError> {
+        self.connection()?;
+        Ok(self.conn.get_mut().expect("the connection was just opened"))
+    }
+
+    /// Closes the connection unless a transaction is open; returns whether
+    /// it closed one. The next use opens it again.
+    ///
+    /// The write-ahead log stays as it is: every commit in it is already as
+    /// durable as the object's durability says, and checkpointing it into
+    /// the database on the way out would cost two syncs. Whoever opens the
+    /// database next reads the log with it.
+    pub fn close_idle(&mut self) -> bool {
+        let idle = self.conn.get().is_some_and(Connection::is_autocommit)
+            && !self.in_transaction
+            && self.savepoints == 0;
+        if !idle {
+            return false;
+        }
+        let Some(conn) = self.conn.take() else {
+            return false;
         };
-        storage
-            .conn
-            .pragma_update(None, "synchronous", durability.synchronous())
-            .map_err(open)?;
-        Ok(storage)
+        // Without the setting, closing checkpoints as usual.
+        let _ = conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true);
+        drop(conn);
+        true
+    }
+
+    /// Whether the connection is open.
+    pub fn is_open(&self) -> bool {
+        self.conn.get().is_some()
     }
 
     /// Starts one dispatch: opens the batch's transaction if none is open,
@@ -135,10 +168,12 @@ impl ObjectStorage {
         self.savepoints = 0;
         let fail = |e| StorageError::context("begin a transaction", e);
         if !self.in_transaction {
-            self.conn.execute_batch("BEGIN").map_err(fail)?;
+            self.connection()?.execute_batch("BEGIN").map_err(fail)?;
             self.in_transaction = true;
         }
-        self.conn.execute_batch("SAVEPOINT dispatch").map_err(fail)
+        self.connection()?
+            .execute_batch("SAVEPOINT dispatch")
+            .map_err(fail)
     }
 
     /// Ends one dispatch: keeps its writes in the open transaction (`keep`)
@@ -155,7 +190,7 @@ impl ObjectStorage {
         } else {
             "ROLLBACK TO dispatch; RELEASE dispatch"
         };
-        self.conn.execute_batch(sql).map_err(|e| {
+        self.connection()?.execute_batch(sql).map_err(|e| {
             self.rollback();
             StorageError::context("end a dispatch", e)
         })
@@ -173,7 +208,7 @@ impl ObjectStorage {
     /// [`StorageError`] when SQLite cannot say.
     pub fn used_bytes(&self) -> Result<u64, StorageError> {
         let pragma = |name: &str| -> Result<u64, StorageError> {
-            self.conn
+            self.connection()?
                 .query_row(&format!("PRAGMA {name}"), [], |row| row.get::<_, i64>(0))
                 .map(|n| u64::try_from(n).unwrap_or(0))
                 .map_err(|e| StorageError::context("measure the database", e))
@@ -192,7 +227,10 @@ impl ObjectStorage {
     pub fn commit(&mut self) -> Result<(), StorageError> {
         self.savepoints = 0;
         let began = std::mem::take(&mut self.in_transaction);
-        if self.conn.is_autocommit() {
+        let Some(conn) = self.conn.get() else {
+            return Ok(());
+        };
+        if conn.is_autocommit() {
             if began {
                 // SQLite rolled the transaction back by itself (it does on
                 // some errors): the dispatch's writes are gone.
@@ -202,7 +240,7 @@ impl ObjectStorage {
             }
             return Ok(());
         }
-        self.conn.execute_batch("COMMIT").map_err(|e| {
+        conn.execute_batch("COMMIT").map_err(|e| {
             self.rollback();
             StorageError::context("commit", e)
         })
@@ -212,10 +250,12 @@ impl ObjectStorage {
     pub fn rollback(&mut self) {
         self.savepoints = 0;
         self.in_transaction = false;
-        if !self.conn.is_autocommit() {
+        if let Some(conn) = self.conn.get()
+            && !conn.is_autocommit()
+        {
             // A failed rollback leaves SQLite to roll back when the
             // connection closes, which discarding the actor does.
-            let _ = self.conn.execute_batch("ROLLBACK");
+            let _ = conn.execute_batch("ROLLBACK");
         }
     }
 
@@ -225,7 +265,7 @@ impl ObjectStorage {
     ///
     /// [`StorageError`] when SQLite refuses.
     pub fn savepoint(&mut self) -> Result<(), StorageError> {
-        self.conn
+        self.connection()?
             .execute_batch("SAVEPOINT user_txn")
             .map_err(|e| StorageError::context("open a transaction", e))?;
         self.savepoints += 1;
@@ -254,7 +294,7 @@ impl ObjectStorage {
         if self.savepoints == 0 {
             return Err(StorageError("no transaction is open".to_string()));
         }
-        self.conn
+        self.connection()?
             .execute_batch(sql)
             .map_err(|e| StorageError::context("close a transaction", e))?;
         self.savepoints -= 1;
@@ -268,7 +308,7 @@ impl ObjectStorage {
     /// [`StorageError`] when the read fails.
     pub fn get(&self, key: &str) -> Result<Option<String>, StorageError> {
         let read = |e| StorageError::context("read a key", e);
-        self.conn
+        self.connection()?
             .prepare_cached("SELECT value_json FROM kv WHERE key = ?1")
             .map_err(read)?
             .query_row([key], |row| row.get::<_, String>(0))
@@ -283,7 +323,7 @@ impl ObjectStorage {
     /// [`StorageError`] when the write fails.
     pub fn put(&self, key: &str, value_json: &str) -> Result<(), StorageError> {
         let write = |e| StorageError::context("write a key", e);
-        self.conn
+        self.connection()?
             .prepare_cached(
                 "INSERT INTO kv (key, value_json, updated_at_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT (key) DO UPDATE SET
@@ -303,7 +343,7 @@ impl ObjectStorage {
     pub fn delete(&self, key: &str) -> Result<bool, StorageError> {
         let write = |e| StorageError::context("delete a key", e);
         let removed = self
-            .conn
+            .connection()?
             .prepare_cached("DELETE FROM kv WHERE key = ?1")
             .map_err(write)?
             .execute([key])
@@ -317,7 +357,7 @@ impl ObjectStorage {
     ///
     /// [`StorageError`] when the write fails.
     pub fn delete_all(&self) -> Result<usize, StorageError> {
-        self.conn
+        self.connection()?
             .execute("DELETE FROM kv", [])
             .map_err(|e| StorageError::context("delete every key", e))
     }
@@ -377,7 +417,7 @@ impl ObjectStorage {
             .map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
         let sql =
             format!("SELECT key, value_json FROM kv {filter} ORDER BY key {order} LIMIT {limit}");
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(read)?;
+        let mut stmt = self.connection()?.prepare_cached(&sql).map_err(read)?;
         let rows = stmt
             .query_map(rusqlite::params_from_iter(bounds), |row| {
                 Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
@@ -471,7 +511,7 @@ impl ObjectStorage {
     ///
     /// [`StorageError`] when the read fails.
     pub fn alarm(&self) -> Result<Option<AlarmRow>, StorageError> {
-        read_alarm(&self.conn).map_err(|e| StorageError::context("read the alarm", e))
+        read_alarm(self.connection()?).map_err(|e| StorageError::context("read the alarm", e))
     }
 
     /// Replaces the object's alarm.
@@ -481,7 +521,7 @@ impl ObjectStorage {
     /// [`StorageError`] when the write fails.
     pub fn set_alarm(&self, alarm: AlarmRow) -> Result<(), StorageError> {
         let due = i64::try_from(alarm.due_ms).unwrap_or(i64::MAX);
-        self.conn
+        self.connection()?
             .prepare_cached(
                 "INSERT INTO alarms (singleton, due_at_ms, updated_at_ms, retry_count)
                  VALUES (1, ?1, ?2, ?3)
@@ -499,7 +539,7 @@ impl ObjectStorage {
     ///
     /// [`StorageError`] when the write fails.
     pub fn delete_alarm(&self) -> Result<bool, StorageError> {
-        self.conn
+        self.connection()?
             .prepare_cached("DELETE FROM alarms")
             .and_then(|mut stmt| stmt.execute([]))
             .map(|removed| removed > 0)
@@ -527,6 +567,53 @@ pub struct StoredAlarm {
     pub alarm: AlarmRow,
 }
 
+/// Opens (creating if needed) the database at `path`, which belongs to
+/// `id`, set up for `durability`.
+fn connect(path: &Path, id: &ObjectId, durability: Durability) -> Result<Connection, StorageError> {
+    let open = |e| StorageError::context(&format!("open `{}`", path.display()), e);
+    let mut conn = Connection::open(path).map_err(open)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(open)?;
+    // One connection per database, held by its actor: exclusive locking
+    // keeps the write-ahead log's index in memory (no `-shm` file to create
+    // and map) and saves a lock per transaction. It must come before
+    // anything that reads the file (most pragmas load the schema), or the
+    // index of a log left by an earlier close would go to a `-shm` file.
+    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+        .map_err(open)?;
+    // Setting up a database need not reach the disk by itself: a crash
+    // before the first dispatch's commit leaves nothing that the next open
+    // would not redo, and that commit syncs all of it. Skipping the syncs
+    // here makes a new object several times cheaper.
+    conn.pragma_update(None, "synchronous", "OFF")
+        .map_err(open)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(open)?;
+    schema::migrate(&mut conn, |tx| record_identity(tx, id))
+        .map_err(|e| StorageError(format!("`{}`: {e}", path.display())))?;
+    conn.pragma_update(None, "synchronous", durability.synchronous())
+        .map_err(open)?;
+    Ok(conn)
+}
+
+/// Opens an existing object database to read it without changing the file
+/// or leaving any beside it.
+///
+/// The database may have a write-ahead log that its actor left when it
+/// closed the database for being idle. A read-only connection would read
+/// it through a `-shm` index file that it creates and cannot remove, so the
+/// reader opens the database as its actors do, in exclusive locking mode
+/// (the log's index in memory), queries only, and closes without a
+/// checkpoint. While it reads, the object's actor waits to open it (and it
+/// waits for a live actor, up to the busy timeout).
+fn open_for_reading(path: &Path) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
+    Ok(conn)
+}
+
 /// Reads the identity and alarm of the database at `path` without changing
 /// it; `None` when it has no alarm.
 ///
@@ -536,8 +623,7 @@ pub struct StoredAlarm {
 /// is missing or invalid.
 pub fn read_stored_alarm(path: &Path) -> Result<Option<StoredAlarm>, StorageError> {
     let fail = |e: &dyn std::fmt::Display| StorageError(format!("`{}`: {e}", path.display()));
-    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| fail(&e))?;
+    let conn = open_for_reading(path).map_err(|e| fail(&e))?;
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .map_err(|e| fail(&e))?;
@@ -574,10 +660,9 @@ pub fn read_stored_alarm(path: &Path) -> Result<Option<StoredAlarm>, StorageErro
 /// exist, or a live actor holds it) or its identity is missing or invalid.
 pub fn read_identity(path: &Path) -> Result<ObjectId, StorageError> {
     let fail = |e: rusqlite::Error| StorageError(format!("`{}`: {e}", path.display()));
-    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(fail)?;
     // A live actor holds its database exclusively: fail at once rather
     // than wait for it.
+    let conn = open_for_reading(path).map_err(fail)?;
     conn.busy_timeout(std::time::Duration::ZERO).map_err(fail)?;
     identity(&conn, path)
 }
@@ -605,8 +690,7 @@ pub fn read_values(
     path: &Path,
 ) -> Result<std::collections::BTreeMap<String, String>, StorageError> {
     let fail = |e: rusqlite::Error| StorageError(format!("`{}`: {e}", path.display()));
-    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(fail)?;
+    let conn = open_for_reading(path).map_err(fail)?;
     let mut stmt = conn
         .prepare("SELECT key, value_json FROM kv")
         .map_err(fail)?;
@@ -772,5 +856,82 @@ mod tests {
         let s = ObjectStorage::open(dir.path(), &id).unwrap();
         assert_eq!(s.get("n").unwrap().as_deref(), Some("5"));
         assert!(database_path(dir.path(), &id).exists());
+    }
+
+    /// The files beside the database: `-wal`, `-shm`, ...
+    fn companions(dir: &Path, id: &ObjectId) -> Vec<String> {
+        let path = database_path(dir, id);
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let mut found: Vec<String> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().to_string())
+            .filter_map(|file| file.strip_prefix(&name).map(str::to_string))
+            .filter(|suffix| !suffix.is_empty())
+            .collect();
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn an_idle_database_closes_only_outside_transactions_and_reopens_on_use() {
+        let (dir, mut s) = open();
+        let id = ObjectId::new("COUNTER", "t").unwrap();
+        s.begin().unwrap();
+        s.put("n", "1").unwrap();
+        s.end(true).unwrap();
+        assert!(!s.close_idle(), "a transaction is open");
+        assert!(s.is_open());
+        s.commit().unwrap();
+        assert!(s.close_idle());
+        assert!(!s.is_open());
+        assert!(!s.close_idle(), "already closed");
+        // The log stays, with no index file beside it.
+        assert_eq!(companions(dir.path(), &id), ["-wal"]);
+        // Commit and rollback of a closed database have nothing to do.
+        s.commit().unwrap();
+        s.rollback();
+        assert!(!s.is_open());
+        // The next use opens it again, with everything committed.
+        assert_eq!(s.get("n").unwrap().as_deref(), Some("1"));
+        assert!(s.is_open());
+        s.begin().unwrap();
+        s.put("n", "2").unwrap();
+        s.end(true).unwrap();
+        s.commit().unwrap();
+        assert!(s.close_idle());
+        assert_eq!(companions(dir.path(), &id), ["-wal"]);
+    }
+
+    #[test]
+    fn a_log_left_by_an_idle_close_is_read_by_every_later_reader() {
+        let (dir, mut s) = open();
+        let id = ObjectId::new("COUNTER", "t").unwrap();
+        s.begin().unwrap();
+        s.put("n", "7").unwrap();
+        s.set_alarm(AlarmRow {
+            due_ms: 42,
+            retry_count: 0,
+        })
+        .unwrap();
+        s.end(true).unwrap();
+        s.commit().unwrap();
+        assert!(s.close_idle());
+        // As after a crash: nothing but the files on disk.
+        drop(s);
+        assert_eq!(companions(dir.path(), &id), ["-wal"]);
+        let path = database_path(dir.path(), &id);
+        assert_eq!(read_identity(&path).unwrap(), id);
+        assert_eq!(read_stored_alarm(&path).unwrap().unwrap().alarm.due_ms, 42);
+        assert_eq!(read_values(&path).unwrap()["n"], "7");
+        assert_eq!(
+            companions(dir.path(), &id),
+            ["-wal"],
+            "readers leave no files"
+        );
+        let s = ObjectStorage::open(dir.path(), &id).unwrap();
+        assert_eq!(s.get("n").unwrap().as_deref(), Some("7"));
+        // Closing as eviction does checkpoints the log away.
+        drop(s);
+        assert!(companions(dir.path(), &id).is_empty());
     }
 }

@@ -97,70 +97,58 @@ impl ObjectStorage {
         bounds: &SqlBounds,
     ) -> Result<SqlOutcome, SqlError> {
         let deadline = bounds.deadline;
+        let conn = self.connection_mut().map_err(|e| SqlError(e.to_string()))?;
         let guard = |e: rusqlite::Error| SqlError(format!("failed to guard the statement: {e}"));
-        let attached = self
-            .conn
+        let attached = conn
             .set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)
             .map_err(guard)?;
         let length_limit = i32::try_from(bounds.max_value_bytes).unwrap_or(i32::MAX);
-        let length = self
-            .conn
+        let length = conn
             .set_limit(Limit::SQLITE_LIMIT_LENGTH, length_limit)
             .map_err(guard)?;
-        let page_size: u64 = self
-            .conn
+        let page_size: u64 = conn
             .query_row("PRAGMA page_size", [], |row| row.get::<_, i64>(0))
             .map(|n| u64::try_from(n).unwrap_or(4096).max(512))
             .map_err(guard)?;
-        let max_pages: i64 = self
-            .conn
+        let max_pages: i64 = conn
             .query_row("PRAGMA max_page_count", [], |row| row.get(0))
             .map_err(guard)?;
         let quota_pages = i64::try_from(bounds.max_storage_bytes / page_size)
             .unwrap_or(i64::MAX)
             .max(1);
-        self.conn
-            .query_row(
-                &format!("PRAGMA max_page_count = {quota_pages}"),
-                [],
-                |_| Ok(()),
-            )
-            .map_err(guard)?;
+        conn.query_row(
+            &format!("PRAGMA max_page_count = {quota_pages}"),
+            [],
+            |_| Ok(()),
+        )
+        .map_err(guard)?;
         let denied = Arc::new(Mutex::new(None::<String>));
         let record = denied.clone();
-        self.conn
-            .authorizer(Some(move |context: AuthContext<'_>| {
-                match refusal(&context) {
-                    Some(reason) => {
-                        *record.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
-                        Authorization::Deny
-                    }
-                    None => Authorization::Allow,
+        conn.authorizer(Some(move |context: AuthContext<'_>| {
+            match refusal(&context) {
+                Some(reason) => {
+                    *record.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+                    Authorization::Deny
                 }
-            }))
-            .map_err(|e| SqlError(format!("failed to guard the statement: {e}")))?;
-        self.conn
-            .progress_handler(
-                PROGRESS_STEPS,
-                Some(move || deadline.is_some_and(|d| Instant::now() >= d)),
-            )
-            .map_err(|e| SqlError(format!("failed to bound the statement's time: {e}")))?;
+                None => Authorization::Allow,
+            }
+        }))
+        .map_err(|e| SqlError(format!("failed to guard the statement: {e}")))?;
+        conn.progress_handler(
+            PROGRESS_STEPS,
+            Some(move || deadline.is_some_and(|d| Instant::now() >= d)),
+        )
+        .map_err(|e| SqlError(format!("failed to bound the statement's time: {e}")))?;
 
-        let outcome = run(&self.conn, sql, bindings);
+        let outcome = run(conn, sql, bindings);
 
-        let _ = self
-            .conn
-            .progress_handler(PROGRESS_STEPS, None::<fn() -> bool>);
-        let _ = self
-            .conn
-            .authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
-        let _ = self.conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, attached);
-        let _ = self.conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, length);
-        let _ = self
-            .conn
-            .query_row(&format!("PRAGMA max_page_count = {max_pages}"), [], |_| {
-                Ok(())
-            });
+        let _ = conn.progress_handler(PROGRESS_STEPS, None::<fn() -> bool>);
+        let _ = conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
+        let _ = conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, attached);
+        let _ = conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, length);
+        let _ = conn.query_row(&format!("PRAGMA max_page_count = {max_pages}"), [], |_| {
+            Ok(())
+        });
         outcome.map_err(|e| {
             let reason = denied.lock().unwrap_or_else(|e| e.into_inner()).take();
             match (reason, e) {
@@ -190,9 +178,9 @@ impl ObjectStorage {
     ///
     /// [`SqlError`] when SQLite cannot say.
     pub fn database_size(&self) -> Result<u64, SqlError> {
+        let conn = self.connection().map_err(|e| SqlError(e.to_string()))?;
         let pragma = |name: &str| -> Result<u64, SqlError> {
-            self.conn
-                .query_row(&format!("PRAGMA {name}"), [], |row| row.get::<_, i64>(0))
+            conn.query_row(&format!("PRAGMA {name}"), [], |row| row.get::<_, i64>(0))
                 .map(|n| u64::try_from(n).unwrap_or(0))
                 .map_err(|e| SqlError(describe(&e)))
         };

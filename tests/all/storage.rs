@@ -123,3 +123,93 @@ async fn the_database_layout_follows_the_object_hash() {
             .contains(&format!("objects/{}/", &id.hash()[..2]))
     );
 }
+
+/// A live object idle past `close_idle_databases` closes its database
+/// (without a checkpoint, so its write-ahead log stays and no index file
+/// appears) and stays live; its next dispatch opens the database again and
+/// sees everything it had committed. An object in use keeps its database.
+#[tokio::test]
+async fn idle_databases_close_and_the_next_dispatch_opens_them_again() {
+    const T0: u64 = 1_800_000_000_000;
+    let clock = go_go_objects::clock::ManualClock::new(T0);
+    let server = ServerBuilder::new(fixture("reference/objects.js"))
+        .clock(&clock)
+        .config(|c| c.eviction.close_idle_databases = Some(std::time::Duration::from_secs(10)))
+        .start()
+        .await;
+    assert_eq!(
+        server
+            .call("COUNTER", "idle", "increment", json!([5]))
+            .await,
+        json!(5)
+    );
+    assert_eq!(
+        server
+            .call("COUNTER", "used", "increment", json!([1]))
+            .await,
+        json!(1)
+    );
+    assert_eq!(
+        server.runtime.close_idle_databases(),
+        0,
+        "not idle long enough"
+    );
+
+    clock.advance(std::time::Duration::from_secs(11));
+    assert_eq!(
+        server
+            .call("COUNTER", "used", "increment", json!([1]))
+            .await,
+        json!(2)
+    );
+    assert_eq!(
+        server.runtime.close_idle_databases(),
+        1,
+        "only the idle object"
+    );
+    assert_eq!(
+        server.runtime.close_idle_databases(),
+        0,
+        "each stretch once"
+    );
+    assert_eq!(server.runtime.live_objects(), 2);
+
+    let idle = go_go_objects::ObjectId::new("COUNTER", "idle").unwrap();
+    let path = go_go_objects::storage::database_path(&server.storage_root, &idle);
+    let beside = |suffix: &str| {
+        path.with_file_name(format!(
+            "{}{suffix}",
+            path.file_name().unwrap().to_string_lossy()
+        ))
+    };
+    assert!(beside("-wal").exists(), "the log stays");
+    assert!(!beside("-shm").exists(), "no index file");
+    assert_eq!(
+        go_go_objects::storage::read_values(&path).unwrap()["count"],
+        "5"
+    );
+
+    assert_eq!(
+        server
+            .call("COUNTER", "idle", "increment", json!([1]))
+            .await,
+        json!(6)
+    );
+    assert_eq!(
+        server
+            .call("COUNTER", "idle", "get", json!(["count"]))
+            .await,
+        json!(6)
+    );
+    assert!(!beside("-shm").exists());
+
+    // Idle again: the second stretch of idleness closes it again.
+    clock.advance(std::time::Duration::from_secs(11));
+    assert_eq!(server.runtime.close_idle_databases(), 2);
+    assert_eq!(
+        server
+            .call("COUNTER", "used", "increment", json!([1]))
+            .await,
+        json!(3)
+    );
+}

@@ -23,7 +23,9 @@ pub(crate) use alarm::AlarmOutcome;
 use crate::envelope::{DispatchKind, DispatchOutput, DispatchValue, FetchResponse};
 use crate::{
     bundle::{Api, Bundle, BundleFormat, ExportInfo},
-    engine::{EPOCH_TICK, GuestEngine, Preinitializer, Refusal, out_of_fuel, trap_to_error},
+    engine::{
+        EPOCH_TICK, GuestEngine, PageProfile, Preinitializer, Refusal, out_of_fuel, trap_to_error,
+    },
     error::{DispatchError, ErrorCode},
     hostcalls::{ActorState, CallContext, HostContext},
 };
@@ -212,6 +214,29 @@ impl Actor {
     /// When the snapshot cannot be taken.
     pub(crate) fn snapshot(mut self, preinit: &Preinitializer) -> wasmtime::Result<Vec<u8>> {
         preinit.snapshot(&mut self.store, self.instance)
+    }
+
+    /// Closes the actor's database unless a transaction is open; returns
+    /// whether it closed it. The next storage call opens it again.
+    pub(crate) fn close_idle_database(&mut self) -> bool {
+        self.store
+            .data_mut()
+            .host_mut()
+            .storage
+            .as_mut()
+            .is_some_and(crate::storage::ObjectStorage::close_idle)
+    }
+
+    /// Which pages of its memory the actor has used so far.
+    pub(crate) fn page_profile(&self) -> Option<PageProfile> {
+        PageProfile::record(self.exports.memory.data(&self.store))
+    }
+
+    /// Populates the pages `profile` names in this actor's memory; returns
+    /// whether the kernel did.
+    pub(crate) fn prefault(&mut self, profile: &PageProfile) -> bool {
+        let memory = self.exports.memory;
+        profile.populate(memory.data_ptr(&self.store), memory.data_size(&self.store))
     }
 
     /// Whether the actor must be discarded.
