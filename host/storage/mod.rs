@@ -571,6 +571,7 @@ pub struct StoredAlarm {
 /// `id`, set up for `durability`.
 fn connect(path: &Path, id: &ObjectId, durability: Durability) -> Result<Connection, StorageError> {
     let open = |e| StorageError::context(&format!("open `{}`", path.display()), e);
+    let created = !path.exists();
     let mut conn = Connection::open(path).map_err(open)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(open)?;
@@ -587,6 +588,15 @@ fn connect(path: &Path, id: &ObjectId, durability: Durability) -> Result<Connect
     // here makes a new object several times cheaper.
     conn.pragma_update(None, "synchronous", "OFF")
         .map_err(open)?;
+    if created {
+        // Writing the first page of a new database in rollback mode would
+        // create and delete a `-journal` file, a third of the cost of a new
+        // object on this disk; the in-memory journal is as safe for a file
+        // that holds nothing yet (the syncs are off until the first commit
+        // anyway).
+        conn.pragma_update(None, "journal_mode", "MEMORY")
+            .map_err(open)?;
+    }
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(open)?;
     schema::migrate(&mut conn, |tx| record_identity(tx, id))
