@@ -58,7 +58,7 @@ pub const DEFAULT_IDLE_INTERVAL: Duration = Duration::from_secs(60);
 /// How long an actor is idle before its database is closed, by default.
 /// Opening a database again costs about a millisecond, so an object used
 /// every few seconds keeps its database.
-pub const DEFAULT_CLOSE_IDLE_DATABASES: Duration = Duration::from_secs(10);
+pub const DEFAULT_IDLE_RELEASE: Duration = Duration::from_secs(10);
 
 /// Default bound on live actors. Each holds its instance (about 0.6 MiB
 /// resident) and two open files (its database and its WAL).
@@ -170,7 +170,7 @@ pub struct EvictionConfig {
     /// and SQLite's memory for it, about 100 KiB) and stays live; its next
     /// dispatch opens it again (about a millisecond). `None` keeps
     /// databases open as long as their actors live.
-    pub close_idle_databases: Option<Duration>,
+    pub idle_release: Option<Duration>,
     /// The most memory all actors may hold together: each is counted for
     /// what its linear memory grew past its image, plus 1 MiB. When an
     /// actor needs more, the least recently used idle actors are evicted;
@@ -185,7 +185,7 @@ impl Default for EvictionConfig {
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             idle_interval: Some(DEFAULT_IDLE_INTERVAL),
             max_live_objects: Some(DEFAULT_MAX_LIVE_OBJECTS),
-            close_idle_databases: Some(DEFAULT_CLOSE_IDLE_DATABASES),
+            idle_release: Some(DEFAULT_IDLE_RELEASE),
             max_total_memory: None,
         }
     }

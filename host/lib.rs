@@ -27,7 +27,8 @@
 //! [`bundle`] reads bundles and manifests and derives namespaces; [`id`]
 //! validates object identities; [`clock`] is the time source of alarms,
 //! eviction and `Date.now()` in JavaScript; `os` holds the few system calls
-//! without a safe wrapper (the host's only `unsafe` code).
+//! without a safe wrapper (with one block in `engine/pages.rs`, the host's
+//! only `unsafe` code).
 //!
 //! # Example
 //!

@@ -1,11 +1,12 @@
 //! The few calls into the operating system that Rust's standard library and
-//! wasmtime's safe API lack; the only module of the host with `unsafe`
-//! code.
+//! wasmtime's safe API lack. With the call of [`release`] in
+//! `engine/pages.rs`, whose condition only that module can check, this is
+//! all of the host's `unsafe` code.
 //!
 //! * Which pages of a range of our memory are resident, and which of those
-//!   private (`/proc/self/pagemap`), and populating pages ahead of their
-//!   first use (`madvise` with `MADV_POPULATE_READ` or `_WRITE`, Linux
-//!   5.14), for `engine/prefault.rs`.
+//!   private (`/proc/self/pagemap`), populating pages ahead of their first
+//!   use (`madvise` with `MADV_POPULATE_READ` or `_WRITE`, Linux 5.14), and
+//!   dropping pages (`MADV_DONTNEED`), for `engine/pages.rs`.
 //! * Giving freed heap memory back to the kernel (`malloc_trim`, glibc),
 //!   after idle actors closed their databases.
 //!
@@ -21,7 +22,8 @@
 pub(crate) enum PageState {
     /// Not mapped yet: the first access faults.
     Absent,
-    /// Mapped from a file or shared memory (an image page not yet written).
+    /// Mapped from a file or shared memory (an image page not yet written),
+    /// or the zero page that reads of untouched memory map.
     Shared,
     /// A private page of this process (written, or anonymous).
     Private,
@@ -37,9 +39,12 @@ mod linux {
 
     use super::PageState;
 
-    /// The `pagemap` bits: present, and file-backed or shared.
+    /// The `pagemap` bits: present, file-backed or shared, and mapped only
+    /// here (the shared zero page that reads of untouched anonymous memory
+    /// map is neither file-backed nor exclusive).
     const PRESENT: u64 = 1 << 63;
     const FILE_OR_SHARED: u64 = 1 << 61;
+    const EXCLUSIVE: u64 = 1 << 56;
 
     /// The size of a memory page.
     pub(crate) fn page_size() -> usize {
@@ -69,10 +74,10 @@ mod linux {
                 let bits = u64::from_le_bytes(entry.try_into().expect("chunks of eight"));
                 if bits & PRESENT == 0 {
                     PageState::Absent
-                } else if bits & FILE_OR_SHARED != 0 {
-                    PageState::Shared
-                } else {
+                } else if bits & FILE_OR_SHARED == 0 && bits & EXCLUSIVE != 0 {
                     PageState::Private
+                } else {
+                    PageState::Shared
                 }
             })
             .collect();
@@ -98,6 +103,31 @@ mod linux {
         // invalidated. A range that is not mapped (or not writable, for a
         // write) is refused with an error, never touched.
         let status = unsafe { libc::madvise(start.cast(), range.len(), advice) };
+        status == 0
+    }
+
+    /// Drops the pages of `range` (bytes from the start of `memory`) from
+    /// this process: their next access maps them afresh from what backs
+    /// the mapping (the file of a private file mapping, zeros for
+    /// anonymous memory). Returns whether the kernel did.
+    ///
+    /// # Safety
+    ///
+    /// The bytes of `range` must equal what backs the mapping there, so
+    /// that dropping them changes no byte that anyone reads later.
+    pub(crate) unsafe fn release(memory: &mut [u8], range: Range<usize>) -> bool {
+        if range.is_empty() {
+            return true;
+        }
+        let Some(pages) = memory.get_mut(range) else {
+            return false;
+        };
+        // SAFETY: `pages` is borrowed mutably, so nothing else reads or
+        // writes it meanwhile, and the caller promises that its bytes are
+        // what the mapping gives back. A range that is not page-aligned or
+        // not mapped is refused with an error, never touched.
+        let status =
+            unsafe { libc::madvise(pages.as_mut_ptr().cast(), pages.len(), libc::MADV_DONTNEED) };
         status == 0
     }
 
@@ -137,11 +167,20 @@ mod elsewhere {
         false
     }
 
+    /// Refused here.
+    ///
+    /// # Safety
+    ///
+    /// None needed: nothing is done.
+    pub(crate) unsafe fn release(_memory: &mut [u8], _range: Range<usize>) -> bool {
+        false
+    }
+
     /// Nothing to do here.
     pub(crate) fn trim_heap() {}
 }
 
 #[cfg(not(target_os = "linux"))]
-pub(crate) use elsewhere::{page_size, page_states, populate, trim_heap};
+pub(crate) use elsewhere::{page_size, page_states, populate, release, trim_heap};
 #[cfg(target_os = "linux")]
-pub(crate) use linux::{page_size, page_states, populate, trim_heap};
+pub(crate) use linux::{page_size, page_states, populate, release, trim_heap};

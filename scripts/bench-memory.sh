@@ -20,7 +20,7 @@ dir="$(mktemp -d)"
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 target/release/go-go-objects --addr "127.0.0.1:$port" --storage "$dir/storage" \
-  --max-live-objects "$((n + 100))" --idle-timeout 0 --close-idle-databases "${close_after}s" \
+  --max-live-objects "$((n + 100))" --idle-timeout 0 --idle-release "${close_after}s" \
   --log-level warn "$@" > "$dir/out" 2>&1 &
 pid=$!
 for _ in $(seq 1 200); do grep -q listening "$dir/out" && break; sleep 0.05; done

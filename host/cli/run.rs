@@ -301,7 +301,7 @@ impl RunArgs {
                 idle_timeout: None,
                 idle_interval: None,
                 max_live_objects: None,
-                close_idle_databases: None,
+                idle_release: None,
                 max_total_memory: None,
             },
             ..RuntimeConfig::default()

@@ -70,10 +70,11 @@ pub struct ServeArgs {
     pub idle_interval: Duration,
 
     /// A live actor idle this long closes its database (two open files and
-    /// about 100 KiB of memory) and opens it again on its next dispatch,
-    /// which costs about a millisecond (0 keeps databases open).
+    /// about 100 KiB of memory) and gives back the memory pages it has not
+    /// changed; its next dispatch opens the database again, which costs
+    /// about a millisecond (0 keeps everything).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    pub close_idle_databases: Duration,
+    pub idle_release: Duration,
 
     /// Most live actors; past it the least recently used idle ones are
     /// evicted (0: no bound). Each live actor holds two open files.
@@ -140,7 +141,7 @@ impl ServeArgs {
                 idle_timeout: nonzero(self.idle_timeout),
                 idle_interval: nonzero(self.idle_interval),
                 max_live_objects: (self.max_live_objects > 0).then_some(self.max_live_objects),
-                close_idle_databases: nonzero(self.close_idle_databases),
+                idle_release: nonzero(self.idle_release),
                 max_total_memory: self.max_total_memory.resolve(),
             },
             ..RuntimeConfig::default()

@@ -12,7 +12,7 @@
 mod budget;
 mod custom;
 mod limits;
-mod prefault;
+mod pages;
 mod snapshot;
 
 use std::{sync::Arc, thread, time::Duration};
@@ -28,7 +28,7 @@ use crate::hostcalls::{self, ActorState};
 pub(crate) use budget::{MemoryBudget, Reclaim};
 pub(crate) use custom::{append_custom_section, find_custom_section};
 pub(crate) use limits::{MemoryLimiter, Refusal, out_of_fuel, trap_to_error};
-pub(crate) use prefault::PageProfile;
+pub(crate) use pages::{PageProfile, Pristine};
 pub(crate) use snapshot::Preinitializer;
 
 /// The guest module, built by `build.rs`.

@@ -26,6 +26,17 @@ pub(super) struct Background {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// What [`Runtime::release_idle`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IdleRelease {
+    /// Idle actors it visited.
+    pub actors: usize,
+    /// Databases it closed.
+    pub databases: usize,
+    /// Bytes of memory pages the actors gave back.
+    pub bytes: usize,
+}
+
 /// What [`Runtime::shutdown`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShutdownReport {
@@ -64,8 +75,8 @@ impl Runtime {
                 interval,
             )));
         }
-        if let Some(after) = eviction.close_idle_databases {
-            tasks.push(tokio::spawn(database_loop(weak, stopped, after)));
+        if let Some(after) = eviction.idle_release {
+            tasks.push(tokio::spawn(release_loop(weak, stopped, after)));
         }
         *background = Some(Background { stop, tasks });
     }
@@ -96,33 +107,53 @@ impl Runtime {
         evicted.len()
     }
 
-    /// Closes the databases of live actors idle for longer than
-    /// `close_idle_databases`, by the runtime's clock (the actors stay
-    /// live; their next dispatch opens the database again); returns how many
-    /// it closed. Each stretch of an actor's idleness is looked at once.
-    /// Does nothing when the setting is off.
-    pub fn close_idle_databases(&self) -> usize {
-        let Some(after) = self.shared.config.eviction.close_idle_databases else {
-            return 0;
+    /// Has every live actor idle for longer than `idle_release`, by the
+    /// runtime's clock, close its database and give back the memory pages
+    /// it has not changed (the actors stay live; their next dispatch opens
+    /// the database again); returns how many actors it visited. Each
+    /// stretch of an actor's idleness is looked at once. Does nothing when
+    /// the setting is off.
+    pub fn release_idle(&self) -> IdleRelease {
+        let Some(after) = self.shared.config.eviction.idle_release else {
+            return IdleRelease::default();
         };
         let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
         let cutoff = self.shared.config.clock.now_ms().saturating_sub(after_ms);
-        let from = self
-            .shared
-            .databases_closed_until_ms
-            .swap(cutoff, Ordering::SeqCst);
+        let from = self.shared.released_until_ms.swap(cutoff, Ordering::SeqCst);
         if cutoff <= from {
-            return 0;
+            return IdleRelease::default();
         }
-        let closed = self.shared.registry.close_idle_databases(from, cutoff);
-        if closed > 0 {
+        let pristine = self
+            .shared
+            .pristine
+            .as_ref()
+            .map(|p| p.lock().expect("pristine lock"));
+        let pristine = pristine.as_ref().and_then(|p| p.pristine());
+        let (mut databases, mut bytes) = (0, 0);
+        let visited = self.shared.registry.release_idle(from, cutoff, |actor| {
+            databases += usize::from(actor.close_idle_database());
+            if let Some(pristine) = &pristine {
+                bytes += actor.release_unchanged_pages(pristine);
+            }
+        });
+        if databases > 0 {
             // The connections' memory went back to the allocator, which
             // keeps it mapped unless asked.
-            let started = Instant::now();
             crate::os::trim_heap();
-            tracing::debug!(closed, trim = ?started.elapsed(), "closed the databases of idle actors");
         }
-        closed
+        if visited > 0 {
+            tracing::debug!(
+                visited,
+                databases,
+                bytes,
+                "idle actors released what they held"
+            );
+        }
+        IdleRelease {
+            actors: visited,
+            databases,
+            bytes,
+        }
     }
 
     /// Stops the background loops, refuses new dispatches, waits at most
@@ -204,8 +235,9 @@ async fn alarm_loop(shared: Weak<Shared>, mut stop: watch::Receiver<bool>, inter
     }
 }
 
-/// Closes the databases of actors idle for `after`, a few times per `after`.
-async fn database_loop(shared: Weak<Shared>, mut stop: watch::Receiver<bool>, after: Duration) {
+/// Has actors idle for `after` release what they hold, a few times per
+/// `after`.
+async fn release_loop(shared: Weak<Shared>, mut stop: watch::Receiver<bool>, after: Duration) {
     let round = (after / 4).max(Duration::from_millis(50));
     loop {
         tokio::select! {
@@ -216,7 +248,7 @@ async fn database_loop(shared: Weak<Shared>, mut stop: watch::Receiver<bool>, af
             return;
         };
         let runtime = Runtime { shared };
-        let _ = tokio::task::spawn_blocking(move || runtime.close_idle_databases()).await;
+        let _ = tokio::task::spawn_blocking(move || runtime.release_idle()).await;
     }
 }
 

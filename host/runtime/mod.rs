@@ -41,7 +41,7 @@ use std::{
 
 use anyhow::Context;
 
-pub use background::ShutdownReport;
+pub use background::{IdleRelease, ShutdownReport};
 pub use builder::RuntimeBuilder;
 
 pub use crate::envelope::{
@@ -59,7 +59,7 @@ use crate::{
     id::ObjectId,
     storage::{NameDirectory, ObjectStorage, RootLock},
 };
-use actor::Actor;
+use actor::{Actor, PristineInstance};
 use registry::{LockError, Registry, SlotGuard};
 
 /// The longest chain of stub calls one request may make (`A` calls `B`
@@ -94,8 +94,12 @@ struct Shared {
     /// actors get populated up front (`None` inside: the kernel cannot
     /// tell).
     page_profile: OnceLock<Option<PageProfile>>,
-    /// The last-use time up to which idle actors' databases were closed.
-    databases_closed_until_ms: AtomicU64,
+    /// The last-use time up to which idle actors released what they hold.
+    released_until_ms: AtomicU64,
+    /// The image as new instances see it, which idle actors compare their
+    /// pages with (`None`: releasing is off, or memory is not mapped from
+    /// the image copy-on-write here).
+    pristine: Option<Mutex<PristineInstance>>,
 }
 
 /// Why a runtime could not be built.
@@ -235,6 +239,10 @@ impl Runtime {
             .eviction
             .max_total_memory
             .map(|limit| Arc::new(MemoryBudget::new(limit)));
+        let pristine = config
+            .eviction
+            .idle_release
+            .and_then(|_| pristine_instance(&engine, &image, &config));
         let runtime = Self {
             shared: Arc::new(Shared {
                 engine,
@@ -252,7 +260,8 @@ impl Runtime {
                 memory_budget,
                 names: Mutex::new(HashMap::new()),
                 page_profile: OnceLock::new(),
-                databases_closed_until_ms: AtomicU64::new(0),
+                released_until_ms: AtomicU64::new(0),
+                pristine,
             }),
         };
         if let Some(budget) = &runtime.shared.memory_budget {
@@ -624,6 +633,12 @@ impl Runtime {
         let started = guard.state().actor.is_none();
         if started {
             guard.state().actor = Some(self.start_actor(id, class, context)?);
+        } else if let Some(actor) = guard.state().actor.as_mut()
+            && actor.needs_prefault()
+            && let Some(Some(profile)) = self.shared.page_profile.get()
+        {
+            // It gave pages back while idle: map them again at once.
+            actor.prefault(profile);
         }
         if started && let Some(max) = self.shared.config.eviction.max_live_objects {
             for evicted in self.shared.registry.enforce_limit(max) {
@@ -767,9 +782,32 @@ pub fn build_image(
     })
 }
 
+/// An instance of the image that never runs, for idle actors to compare
+/// their pages with, when the image is mapped copy-on-write.
+fn pristine_instance(
+    engine: &GuestEngine,
+    image: &image::BundleImage,
+    config: &RuntimeConfig,
+) -> Option<Mutex<PristineInstance>> {
+    let host = HostContext::probe(config.limits.clone(), config.clock.clone());
+    match PristineInstance::new(engine, &image.pre, host) {
+        Ok(instance) if instance.pristine().is_some() => Some(Mutex::new(instance)),
+        Ok(_) => {
+            tracing::debug!(
+                "memory is not mapped from the image here; idle actors keep their pages"
+            );
+            None
+        }
+        Err(e) => {
+            tracing::warn!("idle actors keep their pages: no pristine instance: {e:#}");
+            None
+        }
+    }
+}
+
 /// Instance slots for a live-object limit: the live actors, plus room for
-/// the busy ones the limit cannot evict, actors being started, and the
-/// image being made.
+/// the busy ones the limit cannot evict, actors being started, the image
+/// being made, and the pristine instance idle actors compare pages with.
 fn pool_slots(max_live_objects: usize) -> u32 {
     let spare = (max_live_objects / 4).max(64);
     u32::try_from(max_live_objects + spare).unwrap_or(u32::MAX)

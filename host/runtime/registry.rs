@@ -198,11 +198,16 @@ impl Registry {
         !self.finish_retiring(vec![retiring]).is_empty()
     }
 
-    /// Closes the databases of the idle actors last used after `after_ms`
-    /// and at or before `cutoff_ms` (the actors stay live); returns how
-    /// many it closed. Rounds that move the window forward visit each actor
+    /// Calls `release` on each idle actor last used after `after_ms` and at
+    /// or before `cutoff_ms` (the actors stay live); returns how many it
+    /// called it on. Rounds that move the window forward visit each actor
     /// once per stretch of idleness.
-    pub(super) fn close_idle_databases(&self, after_ms: u64, cutoff_ms: u64) -> usize {
+    pub(super) fn release_idle(
+        &self,
+        after_ms: u64,
+        cutoff_ms: u64,
+        mut release: impl FnMut(&mut Actor),
+    ) -> usize {
         let idle: Vec<Arc<Slot>> = self
             .map()
             .values()
@@ -212,7 +217,7 @@ impl Registry {
             })
             .cloned()
             .collect();
-        let mut closed = 0;
+        let mut released = 0;
         for slot in idle {
             let Ok(mut state) = slot.state.try_lock() else {
                 continue;
@@ -220,11 +225,12 @@ impl Registry {
             if state.retired || !state.batch.is_empty() {
                 continue;
             }
-            if state.actor.as_mut().is_some_and(Actor::close_idle_database) {
-                closed += 1;
+            if let Some(actor) = state.actor.as_mut() {
+                release(actor);
+                released += 1;
             }
         }
-        closed
+        released
     }
 
     /// Evicts every idle actor last used at or before `cutoff_ms`, and drops

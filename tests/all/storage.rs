@@ -124,7 +124,7 @@ async fn the_database_layout_follows_the_object_hash() {
     );
 }
 
-/// A live object idle past `close_idle_databases` closes its database
+/// A live object idle past `idle_release` closes its database
 /// (without a checkpoint, so its write-ahead log stays and no index file
 /// appears) and stays live; its next dispatch opens the database again and
 /// sees everything it had committed. An object in use keeps its database.
@@ -134,7 +134,7 @@ async fn idle_databases_close_and_the_next_dispatch_opens_them_again() {
     let clock = go_go_objects::clock::ManualClock::new(T0);
     let server = ServerBuilder::new(fixture("reference/objects.js"))
         .clock(&clock)
-        .config(|c| c.eviction.close_idle_databases = Some(std::time::Duration::from_secs(10)))
+        .config(|c| c.eviction.idle_release = Some(std::time::Duration::from_secs(10)))
         .start()
         .await;
     assert_eq!(
@@ -150,7 +150,7 @@ async fn idle_databases_close_and_the_next_dispatch_opens_them_again() {
         json!(1)
     );
     assert_eq!(
-        server.runtime.close_idle_databases(),
+        server.runtime.release_idle().databases,
         0,
         "not idle long enough"
     );
@@ -163,12 +163,12 @@ async fn idle_databases_close_and_the_next_dispatch_opens_them_again() {
         json!(2)
     );
     assert_eq!(
-        server.runtime.close_idle_databases(),
+        server.runtime.release_idle().databases,
         1,
         "only the idle object"
     );
     assert_eq!(
-        server.runtime.close_idle_databases(),
+        server.runtime.release_idle().databases,
         0,
         "each stretch once"
     );
@@ -205,11 +205,66 @@ async fn idle_databases_close_and_the_next_dispatch_opens_them_again() {
 
     // Idle again: the second stretch of idleness closes it again.
     clock.advance(std::time::Duration::from_secs(11));
-    assert_eq!(server.runtime.close_idle_databases(), 2);
+    assert_eq!(server.runtime.release_idle().databases, 2);
     assert_eq!(
         server
             .call("COUNTER", "used", "increment", json!([1]))
             .await,
         json!(3)
     );
+}
+
+/// Idle actors give back the memory pages that hold what the image holds;
+/// what they changed stays, so their in-memory state is intact when they
+/// run again.
+#[tokio::test]
+async fn idle_actors_give_back_unchanged_pages_and_keep_their_state() {
+    const T0: u64 = 1_800_000_000_000;
+    const SOURCE: &str = r#"
+class Memo {
+  constructor(state) { this.state = state; this.items = []; }
+  fill(n) {
+    for (let i = 0; i < n; i++) this.items.push('item ' + i + ' ' + 'x'.repeat(i % 50));
+    return this.items.length;
+  }
+  checksum() {
+    let sum = 0;
+    for (const item of this.items) for (let i = 0; i < item.length; i++) sum = (sum * 31 + item.charCodeAt(i)) % 1000003;
+    return [this.items.length, sum];
+  }
+}
+exports.objects = { Memo };
+"#;
+    let clock = go_go_objects::clock::ManualClock::new(T0);
+    let server = ServerBuilder::new(go_go_objects::bundle::Bundle::from_source(
+        "memo.js", SOURCE,
+    ))
+    .clock(&clock)
+    .config(|c| c.eviction.idle_release = Some(std::time::Duration::from_secs(10)))
+    .start()
+    .await;
+    assert_eq!(
+        server.call("MEMO", "m", "fill", json!([5000])).await,
+        json!(5000)
+    );
+    let before = server.call("MEMO", "m", "checksum", json!([])).await;
+    clock.advance(std::time::Duration::from_secs(11));
+    let released = server.runtime.release_idle();
+    assert_eq!((released.actors, released.databases), (1, 1));
+    if cfg!(target_os = "linux") {
+        assert!(released.bytes >= 64 * 1024, "{released:?}");
+    }
+    assert_eq!(
+        server.call("MEMO", "m", "checksum", json!([])).await,
+        before
+    );
+    assert_eq!(
+        server.call("MEMO", "m", "fill", json!([10])).await,
+        json!(5010)
+    );
+    // Released again after the next stretch of idleness, still intact.
+    clock.advance(std::time::Duration::from_secs(11));
+    assert_eq!(server.runtime.release_idle().actors, 1);
+    let after = server.call("MEMO", "m", "checksum", json!([])).await;
+    assert_eq!(after[0], json!(5010));
 }

@@ -24,7 +24,8 @@ use crate::envelope::{DispatchKind, DispatchOutput, DispatchValue, FetchResponse
 use crate::{
     bundle::{Api, Bundle, BundleFormat, ExportInfo},
     engine::{
-        EPOCH_TICK, GuestEngine, PageProfile, Preinitializer, Refusal, out_of_fuel, trap_to_error,
+        EPOCH_TICK, GuestEngine, PageProfile, Preinitializer, Pristine, Refusal, out_of_fuel,
+        trap_to_error,
     },
     error::{DispatchError, ErrorCode},
     hostcalls::{ActorState, CallContext, HostContext},
@@ -87,6 +88,40 @@ pub(crate) struct Actor {
     last_fuel: u64,
     /// Whether kept, uncommitted writes changed the alarm.
     alarm_dirty: bool,
+    /// Whether pages were given back since the actor last ran.
+    released_pages: bool,
+}
+
+/// An instance of an image that never runs any code: its memory is the
+/// image as every new instance sees it, to compare idle actors' pages with.
+pub(crate) struct PristineInstance {
+    store: Store<ActorState>,
+    memory: wasmtime::Memory,
+}
+
+impl PristineInstance {
+    /// Instantiates `pre` without calling into it (not even the ABI check).
+    ///
+    /// # Errors
+    ///
+    /// When the instance cannot be made or exports no memory.
+    pub(crate) fn new(
+        engine: &GuestEngine,
+        pre: &InstancePre<ActorState>,
+        host: HostContext,
+    ) -> wasmtime::Result<Self> {
+        let mut store = Store::new(engine.engine(), ActorState::new(host));
+        let instance = pre.instantiate(&mut store)?;
+        let memory = instance
+            .get_memory(&mut store, names::EXPORT_MEMORY)
+            .ok_or_else(|| wasmtime::format_err!("the guest exports no memory"))?;
+        Ok(Self { store, memory })
+    }
+
+    /// The pristine memory, if it is a copy-on-write mapping of the image.
+    pub(crate) fn pristine(&self) -> Option<Pristine<'_>> {
+        Pristine::check(self.memory.data(&self.store))
+    }
 }
 
 /// The outcome JSON every entry point produces.
@@ -203,6 +238,7 @@ impl Actor {
             poisoned: false,
             last_fuel: 0,
             alarm_dirty: false,
+            released_pages: false,
         })
     }
 
@@ -225,6 +261,23 @@ impl Actor {
             .storage
             .as_mut()
             .is_some_and(crate::storage::ObjectStorage::close_idle)
+    }
+
+    /// Gives back the pages of the actor's memory that hold what `pristine`
+    /// holds; returns how many bytes. The actor's next dispatch maps them
+    /// again (see [`needs_prefault`](Self::needs_prefault)).
+    pub(crate) fn release_unchanged_pages(&mut self, pristine: &Pristine<'_>) -> usize {
+        let memory = self.exports.memory;
+        let released = pristine.release_unchanged(memory.data_mut(&mut self.store));
+        self.released_pages |= released > 0;
+        released
+    }
+
+    /// Whether pages were given back since the actor last ran, so that it
+    /// should be prefaulted again before its next dispatch; clears the
+    /// mark.
+    pub(crate) fn needs_prefault(&mut self) -> bool {
+        std::mem::take(&mut self.released_pages)
     }
 
     /// Which pages of its memory the actor has used so far.

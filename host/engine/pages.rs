@@ -17,6 +17,12 @@
 //! without `MADV_POPULATE_WRITE` (before 5.14), nothing is recorded or
 //! populated.
 //!
+//! Idle actors give pages back: [`Pristine::release_unchanged`] drops every
+//! resident page of an actor's memory that holds exactly what the image
+//! holds there (a page only read, or written back to what it was, as
+//! QuickJS's reference counts are), so that its next access maps the
+//! image's shared page again. What an idle actor keeps is what it changed.
+//!
 //! The system calls themselves are in [`crate::os`].
 
 use std::ops::Range;
@@ -81,6 +87,81 @@ impl PageProfile {
     }
 }
 
+/// The memory of an instance that never ran, known to be a copy-on-write
+/// mapping of its image: what a page of a new instance of the same image
+/// holds until it is written, and what dropping that page gives back.
+pub(crate) struct Pristine<'a> {
+    memory: &'a [u8],
+}
+
+impl<'a> Pristine<'a> {
+    /// `memory` of an instance that never ran, if it is mapped from its
+    /// image copy-on-write (wasmtime's memory images on Linux): the first
+    /// page that holds data, once read, must be a page of the image file.
+    /// Otherwise (memory initialized by copying), dropping pages would
+    /// lose data, and `None` says so.
+    pub(crate) fn check(memory: &'a [u8]) -> Option<Self> {
+        let page = platform::page_size();
+        if !(memory.as_ptr() as usize).is_multiple_of(page) {
+            return None;
+        }
+        // Nothing may have written it: its bytes must be the image's.
+        let states = platform::page_states(memory)?;
+        if states.contains(&PageState::Private) {
+            return None;
+        }
+        let index = memory
+            .chunks_exact(page)
+            .position(|bytes| bytes.iter().any(|b| *b != 0))?;
+        let states = platform::page_states(&memory[index * page..(index + 1) * page])?;
+        (states == [PageState::Shared]).then_some(Self { memory })
+    }
+
+    /// Drops the resident pages of `memory` (an instance of the same image)
+    /// whose bytes equal the pristine ones at the same offsets (zeros past
+    /// the pristine memory's end); returns how many bytes it gave back.
+    pub(crate) fn release_unchanged(&self, memory: &mut [u8]) -> usize {
+        let page = platform::page_size();
+        let Some(states) = platform::page_states(memory) else {
+            return 0;
+        };
+        let zeros = vec![0u8; page];
+        let unchanged = |index: usize, bytes: &[u8]| {
+            let pristine = self
+                .memory
+                .get(index * page..(index + 1) * page)
+                .unwrap_or(&zeros);
+            bytes == pristine
+        };
+        let releasable: Vec<bool> = memory
+            .chunks_exact(page)
+            .zip(&states)
+            .enumerate()
+            .map(|(index, (bytes, state))| *state != PageState::Absent && unchanged(index, bytes))
+            .collect();
+        let mut released = 0;
+        let mut start = 0;
+        for end in 1..=releasable.len() {
+            if end < releasable.len() && releasable[end] == releasable[start] {
+                continue;
+            }
+            let run = start * page..end * page;
+            #[allow(unsafe_code, reason = "dropping pages; see the SAFETY comment")]
+            // SAFETY: every page of `run` holds the pristine bytes, which
+            // are what the mapping gives back when a page is dropped: the
+            // image's bytes where `check` found the image mapped
+            // copy-on-write, and zeros in the anonymous memory around and
+            // past it (where the pristine instance reads zeros too).
+            let given_back = releasable[start] && unsafe { platform::release(memory, run.clone()) };
+            if given_back {
+                released += run.len();
+            }
+            start = end;
+        }
+        released
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,8 +180,9 @@ mod tests {
     #[test]
     fn written_pages_are_recorded_and_populating_keeps_their_bytes() {
         let page = platform::page_size();
-        // A page-aligned window of a fresh zeroed buffer (large enough for
-        // the allocator to map it untouched), one page of it written.
+        // A page-aligned window of a zeroed buffer, one page of it written
+        // (the others may or may not be resident: the allocator may reuse
+        // memory).
         let mut buffer = vec![0u8; page * 64];
         let offset = buffer.as_ptr().align_offset(page);
         let window = &mut buffer[offset..offset + page * 4];
@@ -108,13 +190,6 @@ mod tests {
         let profile = PageProfile::record(window).expect("pagemap is readable");
         assert!(
             profile.written.iter().any(|pages| pages.contains(&page)),
-            "{profile:?}"
-        );
-        assert!(
-            !profile
-                .written
-                .iter()
-                .any(|pages| pages.contains(&(3 * page))),
             "{profile:?}"
         );
         assert!(profile.populate(window.as_mut_ptr(), window.len()));
@@ -125,5 +200,17 @@ mod tests {
                 .enumerate()
                 .all(|(i, b)| *b == u8::from(i == page) * 7)
         );
+    }
+
+    /// Memory that is not mapped from a file (initialized by copying) must
+    /// never count as pristine: dropping its pages would lose its bytes.
+    #[test]
+    fn anonymous_memory_is_not_pristine() {
+        let page = platform::page_size();
+        let mut buffer = vec![0u8; page * 64];
+        let offset = buffer.as_ptr().align_offset(page);
+        let window = &mut buffer[offset..offset + page * 4];
+        window[page + 1] = 9;
+        assert!(Pristine::check(window).is_none());
     }
 }
