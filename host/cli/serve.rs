@@ -229,6 +229,10 @@ const BASE_OPEN_FILES: u64 = 256;
 
 /// Open files each live object holds: its database and its write-ahead log
 /// (exclusive locking keeps the WAL index in memory, so there is no `-shm`).
+// TODO: with `--idle-release`, only actors used in the last stretch hold
+// files, so the limit could allow more live objects than this counts; that
+// needs a reopen that frees files (closes idle databases early) when it
+// runs out of them, which the storage layer cannot ask the registry for yet.
 const FILES_PER_OBJECT: u64 = 2;
 
 /// Raises the open-file limit to what `max_live_objects` live objects need

@@ -8,8 +8,9 @@
 //! server taking new objects, those faults were a third of all its CPU time.
 //!
 //! A [`PageProfile`] records, from the first actor that served a dispatch,
-//! which pages of its memory were resident and which of those it had
-//! written (from `/proc/self/pagemap`). Every later instance gets those
+//! which pages of the memory it started with were resident and which of
+//! those it had written (from `/proc/self/pagemap`); a profile of more than
+//! a megabyte of written pages is not used (the next actors are tried). Every later instance gets those
 //! pages populated up front with one `madvise` call per run of pages: the
 //! written ones as private copies, the read ones mapped shared. That is the
 //! work the faults would have done, without the faults or the interrupts,
@@ -41,6 +42,12 @@ pub(crate) struct PageProfile {
 
 pub(crate) use platform::PageState;
 
+/// The most written bytes a profile may name to be applied.
+const MAX_WRITTEN: usize = 1 << 20;
+
+/// The most read bytes a profile may name to be applied.
+const MAX_READ: usize = 4 << 20;
+
 impl PageProfile {
     /// Records which pages of `memory` are resident now, or `None` where the
     /// kernel cannot say (no `/proc/self/pagemap`).
@@ -65,6 +72,15 @@ impl PageProfile {
             start = end;
         }
         profile
+    }
+
+    /// Whether the profile is small enough to apply to every new actor: a
+    /// first dispatch that happened to touch megabytes (deep recursion, a
+    /// large table built in the image's free space) would otherwise make
+    /// every later actor as large.
+    pub(crate) fn is_typical(&self) -> bool {
+        let (written, read) = self.bytes();
+        written <= MAX_WRITTEN && read <= MAX_READ
     }
 
     /// Bytes of memory the profile names (written, read).
@@ -165,6 +181,18 @@ impl<'a> Pristine<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_profile_of_megabytes_is_not_typical() {
+        use PageState::{Absent, Private, Shared};
+        let page = 4096;
+        let small = PageProfile::from_states(&[Private, Shared, Absent], page);
+        assert!(small.is_typical());
+        let written = vec![Private; MAX_WRITTEN / page + 1];
+        assert!(!PageProfile::from_states(&written, page).is_typical());
+        let read = vec![Shared; MAX_READ / page + 1];
+        assert!(!PageProfile::from_states(&read, page).is_typical());
+    }
 
     #[test]
     fn runs_of_pages_become_ranges() {

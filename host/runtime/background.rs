@@ -1,7 +1,8 @@
-//! The runtime's background work: the alarm loop, the idle evictor, and the
-//! orderly shutdown that stops them.
+//! The runtime's background work: the alarm loop, the idle evictor, the
+//! rounds in which idle actors release what they hold, and the orderly
+//! shutdown that stops them.
 //!
-//! Both loops hold only a weak reference to the runtime between rounds, so a
+//! The loops hold only a weak reference to the runtime between rounds, so a
 //! runtime dropped without [`Runtime::shutdown`] still goes away.
 
 use std::{
@@ -46,8 +47,9 @@ pub struct ShutdownReport {
 }
 
 impl Runtime {
-    /// Starts the alarm loop and the idle evictor on the current tokio
-    /// runtime, as the configuration asks. A second call does nothing.
+    /// Starts the alarm loop, the idle evictor and the idle release on the
+    /// current tokio runtime, as the configuration asks. A second call does
+    /// nothing.
     ///
     /// # Panics
     ///
@@ -69,14 +71,24 @@ impl Runtime {
         }
         let eviction = &self.shared.config.eviction;
         if let (Some(_), Some(interval)) = (eviction.idle_timeout, eviction.idle_interval) {
-            tasks.push(tokio::spawn(idle_loop(
+            let evict = |runtime: &Runtime| {
+                runtime.evict_idle();
+            };
+            tasks.push(tokio::spawn(every(
                 weak.clone(),
                 stopped.clone(),
                 interval,
+                evict,
             )));
         }
         if let Some(after) = eviction.idle_release {
-            tasks.push(tokio::spawn(release_loop(weak, stopped, after)));
+            // A few rounds per `after`, so an actor releases soon after it
+            // has been idle that long.
+            let round = (after / 4).max(Duration::from_millis(50));
+            let release = |runtime: &Runtime| {
+                runtime.release_idle();
+            };
+            tasks.push(tokio::spawn(every(weak, stopped, round, release)));
         }
         *background = Some(Background { stop, tasks });
     }
@@ -139,6 +151,10 @@ impl Runtime {
         if databases > 0 {
             // The connections' memory went back to the allocator, which
             // keeps it mapped unless asked.
+            // TODO: trimming walks the whole heap under the allocator's
+            // lock (tens of milliseconds with gigabytes in use), which
+            // other threads' allocations wait for; measure its effect on
+            // tail latency under load, and trim less often if it shows.
             crate::os::trim_heap();
         }
         if visited > 0 {
@@ -235,25 +251,14 @@ async fn alarm_loop(shared: Weak<Shared>, mut stop: watch::Receiver<bool>, inter
     }
 }
 
-/// Has actors idle for `after` release what they hold, a few times per
-/// `after`.
-async fn release_loop(shared: Weak<Shared>, mut stop: watch::Receiver<bool>, after: Duration) {
-    let round = (after / 4).max(Duration::from_millis(50));
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(round) => {}
-            _ = stop.changed() => return,
-        }
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        let runtime = Runtime { shared };
-        let _ = tokio::task::spawn_blocking(move || runtime.release_idle()).await;
-    }
-}
-
-/// Evicts idle actors every `interval`.
-async fn idle_loop(shared: Weak<Shared>, mut stop: watch::Receiver<bool>, interval: Duration) {
+/// Runs `round` on a blocking thread every `interval`, until stopped or
+/// the runtime is gone.
+async fn every(
+    shared: Weak<Shared>,
+    mut stop: watch::Receiver<bool>,
+    interval: Duration,
+    round: fn(&Runtime),
+) {
     loop {
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
@@ -263,6 +268,6 @@ async fn idle_loop(shared: Weak<Shared>, mut stop: watch::Receiver<bool>, interv
             return;
         };
         let runtime = Runtime { shared };
-        let _ = tokio::task::spawn_blocking(move || runtime.evict_idle()).await;
+        let _ = tokio::task::spawn_blocking(move || round(&runtime)).await;
     }
 }

@@ -34,7 +34,7 @@ use std::{
     path::PathBuf,
     sync::{
         Arc, Mutex, OnceLock, Weak,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
     },
     time::Instant,
 };
@@ -94,6 +94,8 @@ struct Shared {
     /// actors get populated up front (`None` inside: the kernel cannot
     /// tell).
     page_profile: OnceLock<Option<PageProfile>>,
+    /// First dispatches whose pages were looked at for the profile.
+    page_profile_tries: AtomicU32,
     /// The last-use time up to which idle actors released what they hold.
     released_until_ms: AtomicU64,
     /// The image as new instances see it, which idle actors compare their
@@ -260,6 +262,7 @@ impl Runtime {
                 memory_budget,
                 names: Mutex::new(HashMap::new()),
                 page_profile: OnceLock::new(),
+                page_profile_tries: AtomicU32::new(0),
                 released_until_ms: AtomicU64::new(0),
                 pristine,
             }),
@@ -733,6 +736,21 @@ impl Runtime {
         let profile = actor.page_profile();
         if let Some(profile) = &profile {
             let (written, read) = profile.bytes();
+            let tries = self
+                .shared
+                .page_profile_tries
+                .fetch_add(1, Ordering::Relaxed);
+            if !profile.is_typical() {
+                tracing::debug!(
+                    written,
+                    read,
+                    "a dispatch touched too many pages to profile"
+                );
+                if tries + 1 >= PAGE_PROFILE_TRIES {
+                    let _ = self.shared.page_profile.set(None);
+                }
+                return;
+            }
             tracing::debug!(written, read, "recorded the pages new actors start with");
         }
         let _ = self.shared.page_profile.set(profile);
@@ -812,6 +830,10 @@ fn pool_slots(max_live_objects: usize) -> u32 {
     let spare = (max_live_objects / 4).max(64);
     u32::try_from(max_live_objects + spare).unwrap_or(u32::MAX)
 }
+
+/// First dispatches looked at for a typical page profile before giving up
+/// on prefaulting.
+const PAGE_PROFILE_TRIES: u32 = 8;
 
 /// Idle actors evicted when an object's database cannot be opened, before
 /// trying once more.

@@ -16,9 +16,9 @@ mod schema;
 mod sql;
 
 use std::{
-    cell::OnceCell,
+    cell::{Cell, OnceCell},
     path::{Path, PathBuf},
-    time::{SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, config::DbConfig, params};
@@ -75,8 +75,22 @@ pub struct ObjectStorage {
     /// Depth of `state.storage.transaction()` savepoints currently open.
     savepoints: u32,
     /// Whether a dispatch's transaction was begun and not yet ended.
-    in_transaction: bool,
+    in_transaction: Cell<bool>,
+    /// Whether a dispatch began while the database was closed: its
+    /// transaction begins when the dispatch first uses storage, so a
+    /// dispatch that does not never opens the database.
+    begin_pending: Cell<bool>,
+    /// The current dispatch's deadline, which bounds how long opening the
+    /// database waits for another process's lock.
+    deadline: Option<Instant>,
 }
+
+/// The largest write-ahead log that closing an idle database leaves as it
+/// is (sixteen pages); a larger one is checkpointed into the database.
+const KEEP_LOG_BYTES: u64 = 64 * 1024;
+
+/// The longest opening a database waits for another process's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl ObjectStorage {
     /// Opens (creating if needed) the database of `id` under `root`.
@@ -103,24 +117,44 @@ impl ObjectStorage {
         let dir = path.parent().expect("database path has a parent");
         std::fs::create_dir_all(dir)
             .map_err(|e| StorageError::context(&format!("create `{}`", dir.display()), e))?;
-        let conn = connect(&path, id, durability)?;
+        let conn = connect(&path, id, durability, BUSY_TIMEOUT)?;
         Ok(Self {
             conn: OnceCell::from(conn),
             path,
             id: id.clone(),
             durability,
             savepoints: 0,
-            in_transaction: false,
+            in_transaction: Cell::new(false),
+            begin_pending: Cell::new(false),
+            deadline: None,
         })
     }
 
-    /// The connection, opened again if it was closed.
+    /// The connection, opened again if it was closed (and the pending
+    /// dispatch transaction begun in it).
     fn connection(&self) -> Result<&Connection, StorageError> {
         if let Some(conn) = self.conn.get() {
             return Ok(conn);
         }
-        let conn = connect(&self.path, &self.id, self.durability)?;
+        let wait = self.deadline.map_or(BUSY_TIMEOUT, |deadline| {
+            deadline
+                .saturating_duration_since(Instant::now())
+                .min(BUSY_TIMEOUT)
+        });
+        let conn = connect(&self.path, &self.id, self.durability, wait)?;
+        if self.begin_pending.get() {
+            conn.execute_batch("BEGIN; SAVEPOINT dispatch")
+                .map_err(|e| StorageError::context("begin a transaction", e))?;
+            self.begin_pending.set(false);
+            self.in_transaction.set(true);
+        }
         Ok(self.conn.get_or_init(|| conn))
+    }
+
+    /// Sets the deadline of the dispatch about to begin: opening the
+    /// database again waits for another process's lock at most until then.
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
     }
 
     /// The connection, opened again if it was closed, for changes to its
@@ -133,13 +167,15 @@ impl ObjectStorage {
     /// Closes the connection unless a transaction is open; returns whether
     /// it closed one. The next use opens it again.
     ///
-    /// The write-ahead log stays as it is: every commit in it is already as
-    /// durable as the object's durability says, and checkpointing it into
+    /// A small write-ahead log stays as it is: every commit in it is already
+    /// as durable as the object's durability says, and checkpointing it into
     /// the database on the way out would cost two syncs. Whoever opens the
-    /// database next reads the log with it.
+    /// database next reads the log with it. A log past 64 KiB is
+    /// checkpointed.
     pub fn close_idle(&mut self) -> bool {
         let idle = self.conn.get().is_some_and(Connection::is_autocommit)
-            && !self.in_transaction
+            && !self.in_transaction.get()
+            && !self.begin_pending.get()
             && self.savepoints == 0;
         if !idle {
             return false;
@@ -147,8 +183,12 @@ impl ObjectStorage {
         let Some(conn) = self.conn.take() else {
             return false;
         };
-        // Without the setting, closing checkpoints as usual.
-        let _ = conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true);
+        // A log that has grown is checkpointed as usual when the connection
+        // closes, so that logs stay small and opening again stays quick.
+        let log_size = std::fs::metadata(wal_path(&self.path)).map_or(0, |m| m.len());
+        if log_size <= KEEP_LOG_BYTES {
+            let _ = conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true);
+        }
         drop(conn);
         true
     }
@@ -167,9 +207,13 @@ impl ObjectStorage {
     pub fn begin(&mut self) -> Result<(), StorageError> {
         self.savepoints = 0;
         let fail = |e| StorageError::context("begin a transaction", e);
-        if !self.in_transaction {
+        if !self.in_transaction.get() {
+            if !self.is_open() {
+                self.begin_pending.set(true);
+                return Ok(());
+            }
             self.connection()?.execute_batch("BEGIN").map_err(fail)?;
-            self.in_transaction = true;
+            self.in_transaction.set(true);
         }
         self.connection()?
             .execute_batch("SAVEPOINT dispatch")
@@ -185,6 +229,10 @@ impl ObjectStorage {
     /// rolled back.
     pub fn end(&mut self, keep: bool) -> Result<(), StorageError> {
         self.savepoints = 0;
+        if self.begin_pending.replace(false) {
+            // The dispatch never used storage.
+            return Ok(());
+        }
         let sql = if keep {
             "RELEASE dispatch"
         } else {
@@ -198,7 +246,7 @@ impl ObjectStorage {
 
     /// Whether writes wait in an open transaction for [`commit`](Self::commit).
     pub fn has_uncommitted(&self) -> bool {
-        self.in_transaction
+        self.in_transaction.get()
     }
 
     /// The bytes the object's data takes: the database's pages in use.
@@ -226,7 +274,8 @@ impl ObjectStorage {
     /// [`StorageError`] when the commit fails; the writes are then rolled back.
     pub fn commit(&mut self) -> Result<(), StorageError> {
         self.savepoints = 0;
-        let began = std::mem::take(&mut self.in_transaction);
+        self.begin_pending.set(false);
+        let began = self.in_transaction.replace(false);
         let Some(conn) = self.conn.get() else {
             return Ok(());
         };
@@ -249,7 +298,8 @@ impl ObjectStorage {
     /// Drops every write of the open transaction.
     pub fn rollback(&mut self) {
         self.savepoints = 0;
-        self.in_transaction = false;
+        self.in_transaction.set(false);
+        self.begin_pending.set(false);
         if let Some(conn) = self.conn.get()
             && !conn.is_autocommit()
         {
@@ -569,12 +619,16 @@ pub struct StoredAlarm {
 
 /// Opens (creating if needed) the database at `path`, which belongs to
 /// `id`, set up for `durability`.
-fn connect(path: &Path, id: &ObjectId, durability: Durability) -> Result<Connection, StorageError> {
+fn connect(
+    path: &Path,
+    id: &ObjectId,
+    durability: Durability,
+    busy_timeout: Duration,
+) -> Result<Connection, StorageError> {
     let open = |e| StorageError::context(&format!("open `{}`", path.display()), e);
     let created = !path.exists();
     let mut conn = Connection::open(path).map_err(open)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(open)?;
+    conn.busy_timeout(busy_timeout).map_err(open)?;
     // One connection per database, held by its actor: exclusive locking
     // keeps the write-ahead log's index in memory (no `-shm` file to create
     // and map) and saves a lock per transaction. It must come before
@@ -606,22 +660,31 @@ fn connect(path: &Path, id: &ObjectId, durability: Durability) -> Result<Connect
     Ok(conn)
 }
 
-/// Opens an existing object database to read it without changing the file
-/// or leaving any beside it.
+/// Opens an existing object database to read it without changing the data
+/// or leaving an index file beside it.
 ///
 /// The database may have a write-ahead log that its actor left when it
 /// closed the database for being idle. A read-only connection would read
 /// it through a `-shm` index file that it creates and cannot remove, so the
 /// reader opens the database as its actors do, in exclusive locking mode
 /// (the log's index in memory), queries only, and closes without a
-/// checkpoint. While it reads, the object's actor waits to open it (and it
-/// waits for a live actor, up to the busy timeout).
+/// checkpoint. Where there was no log, opening leaves an empty one, which
+/// the actor uses when it opens the database (removing it afterwards could
+/// race with that). While it reads, the object's actor waits to open it
+/// (and it waits for a live actor, up to the busy timeout).
 fn open_for_reading(path: &Path) -> rusqlite::Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
     Ok(conn)
+}
+
+/// The write-ahead log beside the database at `path`.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
 }
 
 /// Reads the identity and alarm of the database at `path` without changing
@@ -943,5 +1006,66 @@ mod tests {
         // Closing as eviction does checkpoints the log away.
         drop(s);
         assert!(companions(dir.path(), &id).is_empty());
+    }
+
+    #[test]
+    fn a_dispatch_that_does_not_use_storage_leaves_a_closed_database_closed() {
+        let (_dir, mut s) = open();
+        s.begin().unwrap();
+        s.put("n", "1").unwrap();
+        s.end(true).unwrap();
+        s.commit().unwrap();
+        assert!(s.close_idle());
+        s.begin().unwrap();
+        s.end(true).unwrap();
+        s.commit().unwrap();
+        assert!(!s.is_open(), "nothing needed the database");
+        // One that does opens it, inside the dispatch's transaction.
+        s.begin().unwrap();
+        s.put("n", "2").unwrap();
+        assert!(s.is_open() && s.has_uncommitted());
+        s.end(false).unwrap();
+        s.commit().unwrap();
+        assert_eq!(
+            s.get("n").unwrap().as_deref(),
+            Some("1"),
+            "the dropped write is gone"
+        );
+    }
+
+    #[test]
+    fn closing_an_idle_database_checkpoints_a_log_that_has_grown() {
+        let (dir, mut s) = open();
+        let id = ObjectId::new("COUNTER", "t").unwrap();
+        let value = format!("\"{}\"", "x".repeat(100_000));
+        s.begin().unwrap();
+        s.put("big", &value).unwrap();
+        s.end(true).unwrap();
+        s.commit().unwrap();
+        assert!(s.close_idle());
+        assert!(
+            companions(dir.path(), &id).is_empty(),
+            "checkpointed and removed"
+        );
+        assert_eq!(s.get("big").unwrap(), Some(value));
+    }
+
+    #[test]
+    fn opening_again_waits_for_another_process_lock_no_longer_than_the_deadline() {
+        let (dir, mut s) = open();
+        let id = ObjectId::new("COUNTER", "t").unwrap();
+        assert!(s.close_idle());
+        // Another connection (as another process would) holds the file.
+        let other = Connection::open(database_path(dir.path(), &id)).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        s.set_deadline(Some(Instant::now()));
+        s.begin().unwrap();
+        let refused = s.get("n").unwrap_err();
+        assert!(refused.to_string().contains("locked"), "{refused}");
+        s.end(false).unwrap();
+        other.execute_batch("ROLLBACK").unwrap();
+        drop(other);
+        s.set_deadline(None);
+        assert_eq!(s.get("n").unwrap(), None);
     }
 }

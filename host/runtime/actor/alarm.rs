@@ -69,7 +69,7 @@ impl Actor {
         policy: &RetryPolicy,
         context: &CallContext,
     ) -> Result<AlarmOutcome, DispatchError> {
-        self.begin()?;
+        self.begin(context.deadline)?;
         let row = self.storage()?.alarm().map_err(storage_error)?;
         let Some(due) = row.filter(|r| r.due_ms <= now_ms) else {
             // Not due after all: commit nothing, but correct the index.
@@ -105,7 +105,7 @@ impl Actor {
         }
         self.finish(keep)?;
         if !keep {
-            self.begin()?;
+            self.begin(context.deadline)?;
             next = self.retry(due, ended_ms, policy)?;
             self.store.data_mut().host_mut().alarm_changed = true;
             self.finish(true)?;

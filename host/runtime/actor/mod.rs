@@ -90,6 +90,8 @@ pub(crate) struct Actor {
     alarm_dirty: bool,
     /// Whether pages were given back since the actor last ran.
     released_pages: bool,
+    /// The size of its memory when it was instantiated.
+    initial_memory: usize,
 }
 
 /// An instance of an image that never runs any code: its memory is the
@@ -231,7 +233,9 @@ impl Actor {
         };
         let exports = Exports::resolve(&instance, &mut store)
             .map_err(|e| start_failed("link the guest", e))?;
+        let initial_memory = exports.memory.data_size(&store);
         Ok(Self {
+            initial_memory,
             store,
             instance,
             exports,
@@ -281,8 +285,12 @@ impl Actor {
     }
 
     /// Which pages of its memory the actor has used so far.
+    ///
+    /// Only the memory the instance started with counts: what the actor
+    /// grew is its own.
     pub(crate) fn page_profile(&self) -> Option<PageProfile> {
-        PageProfile::record(self.exports.memory.data(&self.store))
+        let memory = self.exports.memory.data(&self.store);
+        PageProfile::record(&memory[..self.initial_memory.min(memory.len())])
     }
 
     /// Populates the pages `profile` names in this actor's memory; returns
@@ -414,7 +422,7 @@ impl Actor {
         input: &[u8],
         context: &CallContext,
     ) -> Result<(Outcome, u64), DispatchError> {
-        self.begin()?;
+        self.begin(context.deadline)?;
         let result = self.call_checked(entry, input, context);
         let keep = self.keeps_writes(&result);
         self.finish(keep)?;
@@ -461,10 +469,14 @@ impl Actor {
         }
     }
 
-    /// Opens the savepoint of one entry point.
-    fn begin(&mut self) -> Result<(), DispatchError> {
+    /// Opens the savepoint of one entry point, which must end by
+    /// `deadline`.
+    fn begin(&mut self, deadline: Option<Instant>) -> Result<(), DispatchError> {
         self.store.data_mut().host_mut().alarm_changed = false;
-        self.with_storage(|s| s.begin())
+        self.with_storage(|s| {
+            s.set_deadline(deadline);
+            s.begin()
+        })
     }
 
     /// Keeps (`keep`) or drops the writes of the entry point that
