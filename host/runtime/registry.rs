@@ -199,26 +199,35 @@ impl Registry {
     }
 
     /// Calls `release` on each idle actor last used after `after_ms` and at
-    /// or before `cutoff_ms` (the actors stay live); returns how many it
-    /// called it on. Rounds that move the window forward visit each actor
-    /// once per stretch of idleness.
+    /// or before `cutoff_ms` (the actors stay live), least recently used
+    /// first, until `budget` has passed. Returns how many it called it on,
+    /// and the last-use time up to which it went: `cutoff_ms` when it went
+    /// through all, else where the next round should go on from. Rounds
+    /// that move the window forward visit each actor about once per
+    /// stretch of idleness.
     pub(super) fn release_idle(
         &self,
         after_ms: u64,
         cutoff_ms: u64,
+        budget: Instant,
         mut release: impl FnMut(&mut Actor),
-    ) -> usize {
-        let idle: Vec<Arc<Slot>> = self
+    ) -> (usize, u64) {
+        let mut idle: Vec<(u64, Arc<Slot>)> = self
             .map()
             .values()
-            .filter(|slot| {
+            .filter_map(|slot| {
                 let last_used = slot.last_used_ms.load(Ordering::Relaxed);
-                last_used > after_ms && last_used <= cutoff_ms
+                (last_used > after_ms && last_used <= cutoff_ms).then(|| (last_used, slot.clone()))
             })
-            .cloned()
             .collect();
+        idle.sort_unstable_by_key(|(last_used, _)| *last_used);
         let mut released = 0;
-        for slot in idle {
+        for (last_used, slot) in idle {
+            if Instant::now() >= budget {
+                // Objects last used at this very millisecond come round
+                // again; releasing twice is harmless.
+                return (released, last_used.saturating_sub(1).max(after_ms));
+            }
             let Ok(mut state) = slot.state.try_lock() else {
                 continue;
             };
@@ -230,7 +239,7 @@ impl Registry {
                 released += 1;
             }
         }
-        released
+        (released, cutoff_ms)
     }
 
     /// Evicts every idle actor last used at or before `cutoff_ms`, and drops

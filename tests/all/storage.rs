@@ -268,3 +268,30 @@ exports.objects = { Memo };
     let after = server.call("MEMO", "m", "checksum", json!([])).await;
     assert_eq!(after[0], json!(5010));
 }
+
+/// A release with no time left visits nobody and says so; the next one
+/// goes on where it stopped.
+#[tokio::test]
+async fn an_idle_release_out_of_budget_leaves_the_rest_for_the_next() {
+    const T0: u64 = 1_800_000_000_000;
+    let clock = go_go_objects::clock::ManualClock::new(T0);
+    let server = ServerBuilder::new(fixture("reference/objects.js"))
+        .clock(&clock)
+        .config(|c| c.eviction.idle_release = Some(std::time::Duration::from_secs(10)))
+        .start()
+        .await;
+    for name in ["a", "b", "c"] {
+        server.call("COUNTER", name, "increment", json!([1])).await;
+        clock.advance(std::time::Duration::from_millis(5));
+    }
+    clock.advance(std::time::Duration::from_secs(11));
+    let none = server.runtime.release_idle_for(std::time::Duration::ZERO);
+    assert_eq!((none.actors, none.complete), (0, false));
+    let all = server.runtime.release_idle();
+    assert_eq!((all.actors, all.databases, all.complete), (3, 3, true));
+    assert_eq!(server.runtime.release_idle().actors, 0);
+    assert_eq!(
+        server.call("COUNTER", "b", "increment", json!([1])).await,
+        json!(2)
+    );
+}
