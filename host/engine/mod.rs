@@ -95,18 +95,14 @@ fn pool_layout(slots: u32, max_memory: u64) -> Option<PoolLayout> {
     if slots.saturating_mul(DEFAULT_SLOT_ADDRESSES) <= POOL_ADDRESS_BUDGET {
         return Some(PoolLayout::Full);
     }
-    let layout = compact_layout(max_memory);
-    let PoolLayout::Compact { reservation } = layout else {
-        unreachable!("compact_layout is compact")
-    };
-    (slots.saturating_mul(reservation + COMPACT_GUARD) <= POOL_ADDRESS_BUDGET).then_some(layout)
+    let reservation = compact_reservation(max_memory);
+    let compact = slots.saturating_mul(reservation + COMPACT_GUARD);
+    (compact <= POOL_ADDRESS_BUDGET).then_some(PoolLayout::Compact { reservation })
 }
 
-/// Slots of `max_memory` bytes each.
-fn compact_layout(max_memory: u64) -> PoolLayout {
-    PoolLayout::Compact {
-        reservation: max_memory.next_multiple_of(64 << 10),
-    }
+/// The reservation of a compact slot for memories of `max_memory` bytes.
+fn compact_reservation(max_memory: u64) -> u64 {
+    max_memory.next_multiple_of(64 << 10)
 }
 
 /// wasmtime's configuration for `options`, with a pool of `slots` in
@@ -186,7 +182,8 @@ impl GuestEngine {
             // Another pool in this process (an embedder's second runtime)
             // may hold the addresses the full layout needs.
             Err(e) if matches!(layout, Some((_, PoolLayout::Full))) => {
-                let compact = layout.map(|(slots, _)| (slots, compact_layout(options.max_memory)));
+                let reservation = compact_reservation(options.max_memory);
+                let compact = layout.map(|(slots, _)| (slots, PoolLayout::Compact { reservation }));
                 tracing::warn!(
                     "could not reserve the instance pool with 4 GiB per slot ({e:#}); using \
                      slots of --max-memory each, with bounds checks"
@@ -308,7 +305,12 @@ mod tests {
         let second = GuestEngine::new(&options(12_000)).unwrap();
         assert_eq!(
             second.inner.pool,
-            Some((12_000, compact_layout(64 << 20))),
+            Some((
+                12_000,
+                PoolLayout::Compact {
+                    reservation: 64 << 20
+                }
+            )),
             "the second pool has bounds-checked slots"
         );
     }

@@ -58,18 +58,12 @@ impl PageProfile {
 
     fn from_states(states: &[PageState], page: usize) -> Self {
         let mut profile = Self::default();
-        let mut start = 0;
-        for end in 1..=states.len() {
-            if end < states.len() && states[end] == states[start] {
-                continue;
-            }
-            let range = start * page..end * page;
-            match states[start] {
+        for (state, range) in runs(states, page) {
+            match state {
                 PageState::Absent => {}
                 PageState::Shared => profile.read.push(range),
                 PageState::Private => profile.written.push(range),
             }
-            start = end;
         }
         profile
     }
@@ -101,6 +95,20 @@ impl PageProfile {
             .all(|r| platform::populate(base, r, true))
             && read.into_iter().all(|r| platform::populate(base, r, false))
     }
+}
+
+/// The runs of equal values in `pages` (one per page of `page` bytes), each
+/// with the byte range it covers.
+fn runs<T: Copy + PartialEq>(pages: &[T], page: usize) -> Vec<(T, Range<usize>)> {
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for end in 1..=pages.len() {
+        if end == pages.len() || pages[end] != pages[start] {
+            runs.push((pages[start], start * page..end * page));
+            start = end;
+        }
+    }
+    runs
 }
 
 /// The memory of an instance that never ran, known to be a copy-on-write
@@ -156,23 +164,17 @@ impl<'a> Pristine<'a> {
             .map(|(index, (bytes, state))| *state != PageState::Absent && unchanged(index, bytes))
             .collect();
         let mut released = 0;
-        let mut start = 0;
-        for end in 1..=releasable.len() {
-            if end < releasable.len() && releasable[end] == releasable[start] {
-                continue;
-            }
-            let run = start * page..end * page;
+        for (unchanged, run) in runs(&releasable, page) {
             #[allow(unsafe_code, reason = "dropping pages; see the SAFETY comment")]
             // SAFETY: every page of `run` holds the pristine bytes, which
             // are what the mapping gives back when a page is dropped: the
             // image's bytes where `check` found the image mapped
             // copy-on-write, and zeros in the anonymous memory around and
             // past it (where the pristine instance reads zeros too).
-            let given_back = releasable[start] && unsafe { platform::release(memory, run.clone()) };
+            let given_back = unchanged && unsafe { platform::release(memory, run.clone()) };
             if given_back {
                 released += run.len();
             }
-            start = end;
         }
         released
     }

@@ -638,10 +638,9 @@ impl Runtime {
             guard.state().actor = Some(self.start_actor(id, class, context)?);
         } else if let Some(actor) = guard.state().actor.as_mut()
             && actor.needs_prefault()
-            && let Some(Some(profile)) = self.shared.page_profile.get()
         {
             // It gave pages back while idle: map them again at once.
-            actor.prefault(profile);
+            self.prefault(actor, id);
         }
         if started && let Some(max) = self.shared.config.eviction.max_live_objects {
             for evicted in self.shared.registry.enforce_limit(max) {
@@ -711,15 +710,7 @@ impl Runtime {
             }
         }
         let mut actor = Actor::instantiate(&shared.engine, &shared.image.pre, host)?;
-        if let Some(Some(profile)) = shared.page_profile.get()
-            && !actor.prefault(profile)
-        {
-            tracing::debug!(
-                namespace = id.namespace(),
-                name = id.name(),
-                "prefaulting refused"
-            );
-        }
+        self.prefault(&mut actor, id);
         actor.construct(class, shared.classes.namespaces().collect(), context)?;
         shared.actor_starts.fetch_add(1, Ordering::Relaxed);
         shared.config.events.emit(&Event::ActorStarted {
@@ -730,8 +721,22 @@ impl Runtime {
         Ok(actor)
     }
 
+    /// Populates the pages of the profile in `actor`'s memory, if there is
+    /// a profile.
+    fn prefault(&self, actor: &mut Actor, id: &ObjectId) {
+        if let Some(Some(profile)) = self.shared.page_profile.get()
+            && !actor.prefault(profile)
+        {
+            tracing::debug!(
+                namespace = id.namespace(),
+                name = id.name(),
+                "prefaulting refused"
+            );
+        }
+    }
+
     /// Keeps the pages `actor` has used as the profile that later actors
-    /// are prefaulted with (see `engine/prefault.rs`).
+    /// are prefaulted with (see `engine/pages.rs`).
     fn record_page_profile(&self, actor: &Actor) {
         let profile = actor.page_profile();
         if let Some(profile) = &profile {
