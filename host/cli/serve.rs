@@ -71,8 +71,8 @@ pub struct ServeArgs {
 
     /// A live actor idle this long closes its database (two open files and
     /// about 100 KiB of memory) and gives back the memory pages it has not
-    /// changed; its next dispatch opens the database again, which costs
-    /// about a millisecond (0 keeps everything).
+    /// changed; its next dispatch that uses storage opens the database
+    /// again, which costs about a millisecond (0 keeps everything).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub idle_release: Duration,
 
