@@ -29,10 +29,14 @@ pub(super) const MAX_BATCH_AGE: Duration = Duration::from_millis(10);
 /// Where a dispatch learns that its writes were committed.
 pub(super) type Ticket = oneshot::Receiver<Result<(), DispatchError>>;
 
+/// What a dispatch in the batch does once the commit is known: answer its
+/// caller (a queued client request), or signal its ticket.
+pub(super) type Waiter = Box<dyn FnOnce(&Result<(), DispatchError>) + Send>;
+
 /// The dispatches whose writes wait for the next commit.
 #[derive(Default)]
 pub(super) struct Batch {
-    waiting: Vec<oneshot::Sender<Result<(), DispatchError>>>,
+    waiting: Vec<Waiter>,
     opened: Option<Instant>,
 }
 
@@ -40,11 +44,19 @@ impl Batch {
     /// Adds a dispatch that just ended; returns its ticket.
     pub(super) fn join(&mut self) -> Ticket {
         let (sender, ticket) = oneshot::channel();
+        self.join_with(Box::new(move |committed| {
+            let _ = sender.send(committed.clone());
+        }));
+        ticket
+    }
+
+    /// Adds a dispatch that just ended, which `waiter` answers once the
+    /// batch is committed.
+    pub(super) fn join_with(&mut self, waiter: Waiter) {
         if self.waiting.is_empty() {
             self.opened = Some(Instant::now());
         }
-        self.waiting.push(sender);
-        ticket
+        self.waiting.push(waiter);
     }
 
     /// Whether the batch has waited long enough or grown large enough.
@@ -65,34 +77,80 @@ impl Batch {
         self.waiting.len() == 1
     }
 
-    /// Commits the actor's open transaction and tells every waiting
-    /// dispatch how it went; returns how many there were.
-    pub(super) fn commit(&mut self, actor: &mut Actor) -> usize {
+    /// Commits the actor's open transaction; returns the answers of the
+    /// dispatches that waited for it.
+    pub(super) fn commit(&mut self, actor: &mut Actor) -> Answers {
         let result = if actor.has_uncommitted() {
             actor.commit()
         } else {
             Ok(())
         };
         self.opened = None;
-        let dispatches = self.waiting.len();
-        for sender in self.waiting.drain(..) {
-            let _ = sender.send(result.clone());
+        Answers {
+            waiters: std::mem::take(&mut self.waiting),
+            result,
         }
-        dispatches
     }
 }
 
-/// Waits for a dispatch's ticket; `result` is what the dispatch produced.
+/// The dispatches a commit acknowledged (or failed), to be told once
+/// whoever committed has let go of the object's slot: a caller that has its
+/// answer then finds the object idle.
+#[must_use = "the dispatches wait until their answers are delivered"]
+pub(super) struct Answers {
+    waiters: Vec<Waiter>,
+    result: Result<(), DispatchError>,
+}
+
+impl Answers {
+    /// No answers: nothing was committed.
+    pub(super) fn none() -> Self {
+        Self {
+            waiters: Vec::new(),
+            result: Ok(()),
+        }
+    }
+
+    /// How many dispatches the commit acknowledged.
+    pub(super) fn len(&self) -> usize {
+        self.waiters.len()
+    }
+
+    /// Tells every dispatch how its commit went.
+    pub(super) fn deliver(self) {
+        for waiter in self.waiters {
+            waiter(&self.result);
+        }
+    }
+}
+
+/// What a dispatch answers once its ticket is in; `result` is what the
+/// dispatch produced.
 pub(super) fn settle<T>(
     result: Result<T, DispatchError>,
     committed: Result<Result<(), DispatchError>, oneshot::error::RecvError>,
 ) -> Result<T, DispatchError> {
     match committed {
-        Ok(Ok(())) => result,
-        Ok(Err(commit_failed)) => Err(commit_failed),
-        Err(_) => Err(DispatchError::new(
-            crate::ErrorCode::StorageError,
-            "the dispatch's writes were not committed: its actor went away",
-        )),
+        Ok(committed) => gated(result, &committed),
+        Err(_) => Err(uncommitted()),
     }
+}
+
+/// What a dispatch answers once its batch is committed (or failed to be).
+pub(super) fn gated<T>(
+    result: Result<T, DispatchError>,
+    committed: &Result<(), DispatchError>,
+) -> Result<T, DispatchError> {
+    match committed {
+        Ok(()) => result,
+        Err(commit_failed) => Err(commit_failed.clone()),
+    }
+}
+
+/// The error of a dispatch whose batch went away without a commit.
+pub(super) fn uncommitted() -> DispatchError {
+    DispatchError::new(
+        crate::ErrorCode::StorageError,
+        "the dispatch's writes were not committed: its actor went away",
+    )
 }

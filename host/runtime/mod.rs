@@ -5,9 +5,11 @@
 //! (`registry.rs`). A dispatch holds its object's slot for its whole run
 //! (invocation, promise settlement and result conversion), so dispatches to
 //! one object never interleave, while other objects run in parallel on
-//! tokio's blocking threads. The first dispatch to find a slot empty starts
-//! the actor while holding the slot, so concurrent first calls start exactly
-//! one. A poisoned actor (trap, out of memory, a promise that can never
+//! dispatch threads (`workers.rs`). Client requests queue in the object's
+//! mailbox and run back to back on the thread that holds the slot
+//! (`mailbox.rs`); stub calls and alarms wait for the slot itself. The
+//! first dispatch to find a slot empty starts the actor while holding the
+//! slot, so concurrent first calls start exactly one. A poisoned actor (trap, out of memory, a promise that can never
 //! settle) is dropped from its slot and the next dispatch starts a fresh one
 //! from storage.
 //!
@@ -24,6 +26,7 @@ mod background;
 mod batch;
 mod builder;
 mod image;
+mod mailbox;
 mod registry;
 mod scheduler;
 mod waits;
@@ -316,7 +319,7 @@ impl Runtime {
         &self,
         request: DispatchRequest,
     ) -> Result<DispatchOutput, DispatchError> {
-        self.dispatch_within(request, CallContext::default()).await
+        self.dispatch_queued(request).await
     }
 
     /// Calls `method(args)` on the object `id` and returns the result as
@@ -378,25 +381,22 @@ impl Runtime {
         Ok(response)
     }
 
-    /// Dispatches on behalf of `parent` (empty for a client request), on a
-    /// blocking thread of the tokio runtime.
-    async fn dispatch_within(
+    /// Dispatches a client request: queues it in the object's mailbox,
+    /// starts a drainer on a dispatch thread if the mailbox has none, and
+    /// waits for the outcome and then for the commit of its writes.
+    async fn dispatch_queued(
         &self,
         request: DispatchRequest,
-        parent: CallContext,
     ) -> Result<DispatchOutput, DispatchError> {
         let DispatchRequest { id, kind } = request;
-        let class = self.check_call(&id, &parent)?.to_string();
-        let (guard, context) = self.acquire(&id, parent).await?;
-        let runtime = self.clone();
-        let workers = self.shared.workers.handle();
-        let (result, ticket) = workers
-            .spawn_blocking(move || runtime.run_locked(guard, &id, &class, &kind, &context))
-            .await
-            .map_err(|e| {
-                DispatchError::new(ErrorCode::ExecutionError, format!("dispatch panicked: {e}"))
-            })??;
-        batch::settle(result, ticket.await)
+        let class = self.check_call(&id, &CallContext::default())?.to_string();
+        self.refuse_when_stopping()?;
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let mailbox = self.shared.registry.mailbox(&id);
+        if mailbox.post(mailbox::Letter { class, kind, reply }) {
+            self.start_drainer(id, mailbox);
+        }
+        outcome.await.map_err(|_| mailbox::unanswered())?
     }
 
     /// Dispatches a stub call from the object at the end of `parent`'s chain,
@@ -509,7 +509,19 @@ impl Runtime {
                 }
             })?;
         self.refuse_when_stopping()?;
+        Ok((guard, self.call_context(id, chain_id, parent)))
+    }
 
+    /// The context of a new client request's dispatch that got the slot of
+    /// `id` just now.
+    fn client_context(&self, id: &ObjectId) -> CallContext {
+        let chain_id = self.shared.next_chain_id.fetch_add(1, Ordering::Relaxed);
+        self.call_context(id, chain_id, CallContext::default())
+    }
+
+    /// The context of a dispatch of chain `chain_id` that got the slot of
+    /// `id` just now: its deadline starts here, bounded by the parent's.
+    fn call_context(&self, id: &ObjectId, chain_id: u64, parent: CallContext) -> CallContext {
         let own_deadline = self
             .shared
             .config
@@ -522,12 +534,11 @@ impl Runtime {
         };
         let mut chain = parent.chain;
         chain.push(id.clone());
-        let context = CallContext {
+        CallContext {
             chain_id,
             chain,
             deadline,
-        };
-        Ok((guard, context))
+        }
     }
 
     fn refuse_when_stopping(&self) -> Result<(), DispatchError> {
@@ -540,9 +551,9 @@ impl Runtime {
         Ok(())
     }
 
-    /// Runs on a blocking thread with the object's slot held.
-    /// Returns the dispatch's result and the ticket of the commit that holds
-    /// its writes; the result may be released once the ticket says so.
+    /// Runs on a blocking thread with the object's slot held, and releases
+    /// it. Returns the dispatch's result and the ticket of the commit that
+    /// holds its writes; the result may be released once the ticket says so.
     fn run_locked(
         &self,
         mut guard: SlotGuard,
@@ -551,14 +562,32 @@ impl Runtime {
         kind: &DispatchKind,
         context: &CallContext,
     ) -> Result<(Result<DispatchOutput, DispatchError>, batch::Ticket), DispatchError> {
+        let result = self.run_held(&mut guard, id, class, kind, context)?;
+        let ticket = guard.state().batch.join();
+        let answers = self.end_batched_dispatch(&mut guard, id);
+        drop(guard);
+        self.answer(id, answers);
+        Ok((result, ticket))
+    }
+
+    /// Runs one dispatch with the object's slot held. The caller then adds
+    /// it to the slot's batch (`SlotState::batch`) and calls
+    /// [`Runtime::end_batched_dispatch`]; `Err` when no actor could be
+    /// started.
+    fn run_held(
+        &self,
+        guard: &mut SlotGuard,
+        id: &ObjectId,
+        class: &str,
+        kind: &DispatchKind,
+        context: &CallContext,
+    ) -> Result<Result<DispatchOutput, DispatchError>, DispatchError> {
         let started = Instant::now();
-        let actor = self.live_actor(&mut guard, id, class, context)?;
+        let actor = self.live_actor(guard, id, class, context)?;
         let result = actor.dispatch(kind, context);
         if result.is_ok() && self.shared.page_profile.get().is_none() {
             self.record_page_profile(actor);
         }
-        let ticket = self.join_batch(&mut guard, id);
-        self.release(guard, id);
         let (kind, method) = match kind {
             DispatchKind::Rpc { method, .. } | DispatchKind::CloneRpc { method, .. } => {
                 ("rpc", Some(method.as_str()))
@@ -576,33 +605,50 @@ impl Runtime {
             },
             error: result.as_ref().err(),
         });
-        Ok((result, ticket))
+        Ok(result)
     }
 
-    /// Adds the dispatch that just ended to the slot's batch, and commits
-    /// the batch unless other dispatches wait to join it (see `batch.rs`).
-    fn join_batch(&self, guard: &mut SlotGuard, id: &ObjectId) -> batch::Ticket {
+    /// Ends a dispatch that just joined the slot's batch: commits the batch
+    /// unless other dispatches wait to join it (see `batch.rs`), then as
+    /// [`Runtime::end_dispatch`]. Returns the answers of the commit, for
+    /// [`Runtime::answer`] once the slot is let go of (or the next dispatch
+    /// starts).
+    fn end_batched_dispatch(&self, guard: &mut SlotGuard, id: &ObjectId) -> batch::Answers {
         let waiting = guard.others_waiting();
         let state = guard.state();
-        let ticket = state.batch.join();
         let poisoned = state.actor.as_ref().is_none_or(Actor::is_poisoned);
-        if waiting == 0 || poisoned || state.batch.is_due() {
-            let dispatches = state.commit_batch();
-            self.committed(id, dispatches);
-        } else if state.batch.just_opened() {
-            self.flush_later(id.clone());
-        }
-        ticket
+        let answers = if waiting == 0 || poisoned || state.batch.is_due() {
+            state.commit_batch()
+        } else {
+            if state.batch.just_opened() {
+                self.flush_later(id.clone());
+            }
+            batch::Answers::none()
+        };
+        self.end_dispatch(guard, id);
+        answers
     }
 
-    /// Reports a commit of `dispatches` dispatches.
-    fn committed(&self, id: &ObjectId, dispatches: usize) {
+    /// Ends a dispatch: discards a poisoned actor and records the use.
+    fn end_dispatch(&self, guard: &mut SlotGuard, id: &ObjectId) {
+        if guard.state().actor.as_ref().is_some_and(Actor::is_poisoned) {
+            guard.state().actor = None;
+            self.stopped(id, StopReason::Discarded);
+        }
+        guard.touch(self.shared.config.clock.now_ms());
+    }
+
+    /// Tells the dispatches of a commit of `id` how it went, and reports
+    /// it.
+    fn answer(&self, id: &ObjectId, answers: batch::Answers) {
+        let dispatches = answers.len();
         if dispatches > 0 {
             self.shared
                 .config
                 .events
                 .emit(&Event::Committed { id, dispatches });
         }
+        answers.deliver();
     }
 
     /// Commits the batch of `id` a little later if nothing else did: the
@@ -617,8 +663,9 @@ impl Runtime {
             let workers = runtime.shared.workers.handle().clone();
             let _ = workers
                 .spawn_blocking(move || {
-                    let dispatches = guard.state().commit_batch();
-                    runtime.committed(&id, dispatches);
+                    let answers = guard.state().commit_batch();
+                    drop(guard);
+                    runtime.answer(&id, answers);
                 })
                 .await;
         });
@@ -652,15 +699,6 @@ impl Runtime {
             .actor
             .as_mut()
             .expect("the actor was just started"))
-    }
-
-    /// Ends a dispatch: discards a poisoned actor and records the use.
-    fn release(&self, mut guard: SlotGuard, id: &ObjectId) {
-        if guard.state().actor.as_ref().is_some_and(Actor::is_poisoned) {
-            guard.state().actor = None;
-            self.stopped(id, StopReason::Discarded);
-        }
-        guard.touch(self.shared.config.clock.now_ms());
     }
 
     /// Opens the object's storage, instantiates the guest, loads the bundle

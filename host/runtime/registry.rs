@@ -1,7 +1,8 @@
 //! The registry of actor slots: at most one live actor per object.
 //!
 //! A slot is an async mutex around an optional [`Actor`], plus the time it
-//! was last used. A dispatch holds the slot's lock for its whole run, which
+//! was last used and the object's mailbox of queued client requests
+//! (`mailbox.rs`). A dispatch holds the slot's lock for its whole run, which
 //! is what serializes dispatches to one object. Eviction only takes slots
 //! whose lock is free (an actor in the middle of a dispatch is never
 //! evicted), drops the actor and removes the slot from the map, so the map
@@ -27,7 +28,12 @@ use std::{
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
-use super::{actor::Actor, batch::Batch, waits::WaitGraph};
+use super::{
+    actor::Actor,
+    batch::{Answers, Batch},
+    mailbox::Mailbox,
+    waits::WaitGraph,
+};
 use crate::id::ObjectId;
 
 /// What a slot's lock protects.
@@ -42,12 +48,12 @@ pub(super) struct SlotState {
 }
 
 impl SlotState {
-    /// Commits the batch, if one is waiting; returns how many dispatches it
-    /// acknowledged.
-    pub(super) fn commit_batch(&mut self) -> usize {
+    /// Commits the batch, if one is waiting; returns the answers of the
+    /// dispatches it acknowledged.
+    pub(super) fn commit_batch(&mut self) -> Answers {
         match self.actor.as_mut() {
             Some(actor) => self.batch.commit(actor),
-            None => 0,
+            None => Answers::none(),
         }
     }
 }
@@ -60,6 +66,8 @@ struct Slot {
     /// Dispatches waiting for the lock (the flusher of a batch does not
     /// count).
     waiting: AtomicUsize,
+    /// Client dispatches queued for the object (see `mailbox.rs`).
+    mailbox: Arc<Mailbox>,
 }
 
 /// A held slot: the object's dispatches wait until it is dropped.
@@ -97,9 +105,22 @@ impl SlotGuard {
         self.slot.last_used_ms.store(now_ms, Ordering::Relaxed);
     }
 
-    /// How many dispatches wait for this slot.
+    /// How many dispatches wait for this slot: through its lock or in its
+    /// mailbox.
     pub(super) fn others_waiting(&self) -> usize {
+        self.lock_waiters() + self.slot.mailbox.len()
+    }
+
+    /// How many dispatches wait for this slot's lock (the mailbox's
+    /// drainer, when it waits, among them).
+    pub(super) fn lock_waiters(&self) -> usize {
         self.slot.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Records that call chain `chain` now holds the object: the holder
+    /// runs a queued request of that chain.
+    pub(super) fn hand_to(&self, chain: u64) {
+        self.waits.acquired(chain, &self.id);
     }
 }
 
@@ -151,6 +172,23 @@ impl Registry {
         }
     }
 
+    /// Takes the slot of `id` for chain `chain` if nothing holds it or waits
+    /// for it right now.
+    pub(super) fn try_lock(&self, id: &ObjectId, chain: u64) -> Option<SlotGuard> {
+        let slot = self.slot(id);
+        let state = slot.state.clone().try_lock_owned().ok()?;
+        if state.retired {
+            return None;
+        }
+        self.waits.acquired(chain, id);
+        Some(SlotGuard {
+            state,
+            slot,
+            id: id.clone(),
+            waits: self.waits.clone(),
+        })
+    }
+
     /// Takes the slot of `id` to commit its batch, without counting as a
     /// waiting dispatch; `None` when the slot is gone (whoever retired it
     /// committed).
@@ -166,6 +204,11 @@ impl Registry {
             id: id.clone(),
             waits: self.waits.clone(),
         })
+    }
+
+    /// The mailbox of `id`'s slot (made if the object has none).
+    pub(super) fn mailbox(&self, id: &ObjectId) -> Arc<Mailbox> {
+        self.slot(id).mailbox.clone()
     }
 
     fn slot(&self, id: &ObjectId) -> Arc<Slot> {
@@ -317,7 +360,7 @@ impl Registry {
             let locking = slot.state.clone().lock_owned();
             match tokio::time::timeout_at(deadline.into(), locking).await {
                 Ok(mut state) => {
-                    state.commit_batch();
+                    state.commit_batch().deliver();
                     state.retired = true;
                     state.actor = None;
                 }
@@ -374,7 +417,7 @@ struct Retiring {
 /// dropping closes the database.
 fn retire(id: &ObjectId, slot: &Arc<Slot>) -> Option<Retiring> {
     let mut state = slot.state.clone().try_lock_owned().ok()?;
-    state.commit_batch();
+    state.commit_batch().deliver();
     state.retired = true;
     Some(Retiring {
         id: id.clone(),

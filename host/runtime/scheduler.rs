@@ -90,8 +90,8 @@ impl Runtime {
         context: &CallContext,
     ) -> Delivery {
         // The alarm commits on its own: commit what waits before it.
-        let dispatches = guard.state().commit_batch();
-        self.committed(id, dispatches);
+        let answers = guard.state().commit_batch();
+        self.answer(id, answers);
         let now_ms = self.shared.config.clock.now_ms();
         if guard.state().actor.is_none() {
             match self.peek_alarm(id, now_ms) {
@@ -110,7 +110,7 @@ impl Runtime {
             Ok(actor) => actor.run_alarm(now_ms, &policy, context),
             Err(start_error) => self.fail_without_actor(id, start_error, now_ms),
         };
-        self.release(guard, id);
+        self.end_dispatch(&mut guard, id);
         match report {
             Ok(outcome) => {
                 self.report_alarm(id, &outcome);

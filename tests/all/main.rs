@@ -20,6 +20,7 @@ mod embedding;
 mod gateway;
 mod hostile;
 mod images;
+mod mailbox;
 mod properties;
 mod runner;
 mod seed;
