@@ -178,6 +178,14 @@ async fn only_class_methods_are_callable() {
         let reply = server.rpc("TALLY", "t", inherited, json!([])).await;
         assert_eq!(reply.status, 404, "{inherited} of a built-in base class");
     }
+    // A class is built in only when the engine wrote its source, however
+    // much a bundle's own source talks about native code.
+    assert_eq!(
+        server
+            .call("COUNTER", "m", "nativeLooking", json!([]))
+            .await,
+        json!("[native code]\n}")
+    );
 }
 
 #[tokio::test]

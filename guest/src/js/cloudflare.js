@@ -11,6 +11,7 @@
   'use strict';
 
   const host = internals.host;
+  const hostKey = internals.hostKey;
   const clone = internals.clone;
   const web = internals.web;
   const JSONparse = JSON.parse;
@@ -157,7 +158,7 @@
 
     function get(keys) {
       if (ArrayIsArray(keys)) return entryMap(host({ op: 'getMany', keys: keyList(keys) }));
-      return clone.deserialize(host({ op: 'get', key: toKey(keys) }));
+      return clone.deserialize(hostKey('get', toKey(keys)));
     }
 
     function put(keyOrEntries, value) {
@@ -173,13 +174,13 @@
           pairs[pairs.length] = [toKey(names[i], true), toValue(item)];
         }
         atomically(() => {
-          for (let i = 0; i < pairs.length; i++) host({ op: 'put', key: pairs[i][0], value: pairs[i][1] });
+          for (let i = 0; i < pairs.length; i++) hostKey('put', pairs[i][0], pairs[i][1]);
         });
         return undefined;
       }
       const key = toKey(keyOrEntries, true);
       if (value === undefined) throw new TypeErrorCtor('put() called with undefined value.');
-      host({ op: 'put', key, value: toValue(value) });
+      hostKey('put', key, toValue(value));
       return undefined;
     }
 
@@ -188,11 +189,11 @@
         const list = keyList(keys);
         return atomically(() => {
           let count = 0;
-          for (let i = 0; i < list.length; i++) if (host({ op: 'delete', key: list[i] })) count++;
+          for (let i = 0; i < list.length; i++) if (hostKey('delete', list[i])) count++;
           return count;
         });
       }
-      return host({ op: 'delete', key: toKey(keys) });
+      return hostKey('delete', toKey(keys));
     }
 
     function list(options) {

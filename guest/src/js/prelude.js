@@ -45,6 +45,7 @@
   const FunctionToString = Function.prototype.toString;
   const StringIncludes = String.prototype.includes;
   const StringStartsWith = String.prototype.startsWith;
+  const StringEndsWith = String.prototype.endsWith;
   const ArrayFilter = Array.prototype.filter;
   const MapCtor = Map;
   const MapSet = Map.prototype.set;
@@ -54,6 +55,9 @@
   const WeakSetCtor = WeakSet;
   const WeakSetAdd = WeakSet.prototype.add;
   const WeakSetHas = WeakSet.prototype.has;
+  const WeakMapCtor = WeakMap;
+  const WeakMapGet = WeakMap.prototype.get;
+  const WeakMapSet = WeakMap.prototype.set;
 
   const LOG_DEBUG = 0;
   const LOG_INFO = 1;
@@ -212,7 +216,19 @@
   // ---- host requests ------------------------------------------------------
 
   function host(request) {
-    const answer = hostCall(encode(request));
+    return answerOf(hostCall(encode(request)));
+  }
+
+  // Storage operations on one key (`op` is 'get', 'put' or 'delete'; `key`
+  // a string, `value` JSON text or absent) are most of the traffic, so
+  // their requests are written out directly rather than by `encode`.
+  function hostKey(op, key, value) {
+    let request = '{"op":"' + op + '","key":' + JSONstringify(key);
+    if (value !== undefined) request += ',"value":' + JSONstringify(value);
+    return answerOf(hostCall(request + '}'));
+  }
+
+  function answerOf(answer) {
     if (typeof answer !== 'string') {
       throw coded('execution_error', 'the host rejected a request');
     }
@@ -364,13 +380,13 @@
   function makeStorage() {
     const storage = {
       get(key) {
-        return decodeValue(host({ op: 'get', key: storageKey(key) }));
+        return decodeValue(hostKey('get', storageKey(key)));
       },
       put(key, value) {
-        host({ op: 'put', key: storageKey(key), value: encodeValue(value) });
+        hostKey('put', storageKey(key), encodeValue(value));
       },
       delete(key) {
-        return host({ op: 'delete', key: storageKey(key) });
+        return hostKey('delete', storageKey(key));
       },
       list(options) {
         const request = listOptions(options);
@@ -531,7 +547,7 @@
   // ---- the other parts -----------------------------------------------------
 
   const internals = {
-    natives, wellFormed, host, coded, alarmTime, randomBytes,
+    natives, wellFormed, host, hostKey, coded, alarmTime, randomBytes,
     reportError(prefix, thrown) {
       hostLog(LOG_ERROR, prefix + errorText(thrown));
     },
@@ -605,13 +621,25 @@
   // Error...): its constructor is native code.
   function isBuiltinPrototype(proto) {
     const descriptor = getOwnPropertyDescriptor(proto, 'constructor');
-    if (!descriptor || typeof descriptor.value !== 'function') return false;
-    try {
-      const source = ReflectApply(FunctionToString, descriptor.value, []);
-      return ReflectApply(StringIncludes, source, ['[native code]']);
-    } catch (_) {
-      return false;
+    return !!descriptor && typeof descriptor.value === 'function' && isNativeFunction(descriptor.value);
+  }
+
+  // Whether `fn` is native code, remembered per function: its source text
+  // ends as only the engine writes it (no JavaScript source can end so,
+  // whatever its comments and strings hold).
+  const nativeFunctions = new WeakMapCtor();
+  function isNativeFunction(fn) {
+    let native = ReflectApply(WeakMapGet, nativeFunctions, [fn]);
+    if (native === undefined) {
+      try {
+        const source = ReflectApply(FunctionToString, fn, []);
+        native = ReflectApply(StringEndsWith, source, ['[native code]\n}']);
+      } catch (_) {
+        native = false;
+      }
+      ReflectApply(WeakMapSet, nativeFunctions, [fn, native]);
     }
+    return native;
   }
 
   // The function `name` names on the object's class chain, below
