@@ -25,7 +25,8 @@
 //! # Errors and traps
 //!
 //! Errors that JavaScript should see (a bad key, a missing object) travel as
-//! JSON inside a successful call. A trap is reserved for what the actor cannot
+//! JSON inside a successful call: a host call's answer is `=` followed by
+//! the value's JSON, or `!` followed by the error's. A trap is reserved for what the actor cannot
 //! recover from: fuel or deadline exhausted, a wasm stack overflow, or a guest
 //! that broke this contract. After a trap the host discards the instance.
 //!
@@ -41,4 +42,4 @@ pub mod names;
 pub mod status;
 
 /// The version of this contract; see the crate documentation.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;

@@ -1,7 +1,9 @@
 //! The requests a guest sends through `host_call`, and their answers.
 //!
-//! A request is JSON `{"op": ..., ...}`; the answer is
-//! `{"ok":true,"value":...}` or `{"ok":false,"error":{"code","message"}}`.
+//! A request is JSON `{"op": ..., ...}`. The answer is `=` and then the
+//! value's JSON, or `!` and then `{"code","message","name"}` (the error's
+//! name is `null` for a plain `Error`); a marker rather than an envelope
+//! object, so the guest parses only the value.
 //! For the reference API, keys are trimmed of surrounding white space and
 //! must not be empty; Cloudflare-flavour keys are used exactly as given
 //! (the empty string too). Keys and values are checked against the
@@ -100,14 +102,16 @@ pub(super) fn handle(host: &mut HostContext, request: &[u8]) -> Vec<u8> {
         Ok(request) => perform(host, request),
         Err(e) => Err(DispatchError::bad_request(format!("malformed host request: {e}")).into()),
     };
-    let body = match answer {
-        Ok(value) => json!({ "ok": true, "value": value }),
-        Err(Refusal { error, js_type }) => json!({
-            "ok": false,
-            "error": { "code": error.code.as_str(), "message": error.message, "name": js_type },
-        }),
+    let (marker, body) = match answer {
+        Ok(value) => (b'=', value),
+        Err(Refusal { error, js_type }) => (
+            b'!',
+            json!({ "code": error.code.as_str(), "message": error.message, "name": js_type }),
+        ),
     };
-    serde_json::to_vec(&body).expect("JSON values always encode")
+    let mut encoded = vec![marker];
+    serde_json::to_writer(&mut encoded, &body).expect("JSON values always encode");
+    encoded
 }
 
 /// Why a request failed, as JavaScript will see it: the error, and the

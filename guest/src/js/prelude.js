@@ -46,6 +46,7 @@
   const StringIncludes = String.prototype.includes;
   const StringStartsWith = String.prototype.startsWith;
   const StringEndsWith = String.prototype.endsWith;
+  const StringSlice = String.prototype.slice;
   const ArrayFilter = Array.prototype.filter;
   const MapCtor = Map;
   const MapSet = Map.prototype.set;
@@ -66,8 +67,15 @@
 
   // Method names that are never reachable over RPC, besides names starting
   // with "_" and anything inherited from Object.prototype.
-  const RESERVED_METHODS = ['constructor', 'fetch', 'alarm', 'webSocketMessage',
-    'webSocketClose', 'webSocketError'];
+  const RESERVED_METHODS = freeze({
+    __proto__: null,
+    constructor: true,
+    fetch: true,
+    alarm: true,
+    webSocketMessage: true,
+    webSocketClose: true,
+    webSocketError: true,
+  });
 
   function hasOwn(object, key) {
     return ReflectApply(hasOwnProperty, object, [key]);
@@ -228,15 +236,18 @@
     return answerOf(hostCall(request + '}'));
   }
 
+  // A host answer: '=' and the value's JSON, or '!' and the error's.
   function answerOf(answer) {
     if (typeof answer !== 'string') {
       throw coded('execution_error', 'the host rejected a request');
     }
-    const parsed = JSONparse(answer);
-    if (parsed.ok) return parsed.value;
-    const Ctor = parsed.error.name === 'RangeError' ? RangeErrorCtor : ErrorCtor;
-    throw coded(parsed.error.code, parsed.error.message, Ctor);
+    if (answer === '=null') return null;
+    const parsed = JSONparse(ReflectApply(StringSlice, answer, [1]));
+    if (answer[0] === '=') return parsed;
+    const Ctor = parsed.name === 'RangeError' ? RangeErrorCtor : ErrorCtor;
+    throw coded(parsed.code, parsed.message, Ctor);
   }
+
 
   // ---- console ------------------------------------------------------------
 
@@ -447,7 +458,6 @@
   const typedArrayOffset = getOwnPropertyDescriptor(TypedArrayProto, 'byteOffset').get;
   const typedArrayLength = getOwnPropertyDescriptor(TypedArrayProto, 'byteLength').get;
   const NumberParseInt = Number.parseInt;
-  const StringSlice = String.prototype.slice;
   const INTEGER_ARRAYS = ['Int8Array', 'Uint8Array', 'Uint8ClampedArray', 'Int16Array',
     'Uint16Array', 'Int32Array', 'Uint32Array', 'BigInt64Array', 'BigUint64Array'];
   const MAX_RANDOM_BYTES = 65536;
@@ -618,28 +628,24 @@
   }
 
   // Whether `proto` is the prototype of a built-in class (Array, Map,
-  // Error...): its constructor is native code.
+  // Error...), remembered per prototype: its constructor's source text ends
+  // as only the engine writes it for native code (no JavaScript source can
+  // end so, whatever its comments and strings hold).
+  const builtinPrototypes = new WeakMapCtor();
   function isBuiltinPrototype(proto) {
-    const descriptor = getOwnPropertyDescriptor(proto, 'constructor');
-    return !!descriptor && typeof descriptor.value === 'function' && isNativeFunction(descriptor.value);
-  }
-
-  // Whether `fn` is native code, remembered per function: its source text
-  // ends as only the engine writes it (no JavaScript source can end so,
-  // whatever its comments and strings hold).
-  const nativeFunctions = new WeakMapCtor();
-  function isNativeFunction(fn) {
-    let native = ReflectApply(WeakMapGet, nativeFunctions, [fn]);
-    if (native === undefined) {
-      try {
-        const source = ReflectApply(FunctionToString, fn, []);
-        native = ReflectApply(StringEndsWith, source, ['[native code]\n}']);
-      } catch (_) {
-        native = false;
+    let builtin = ReflectApply(WeakMapGet, builtinPrototypes, [proto]);
+    if (builtin === undefined) {
+      builtin = false;
+      const descriptor = getOwnPropertyDescriptor(proto, 'constructor');
+      if (descriptor && typeof descriptor.value === 'function') {
+        try {
+          const source = ReflectApply(FunctionToString, descriptor.value, []);
+          builtin = ReflectApply(StringEndsWith, source, ['[native code]\n}']);
+        } catch (_) { /* not a function the engine can show */ }
       }
-      ReflectApply(WeakMapSet, nativeFunctions, [fn, native]);
+      ReflectApply(WeakMapSet, builtinPrototypes, [proto, builtin]);
     }
-    return native;
+    return builtin;
   }
 
   // The function `name` names on the object's class chain, below
@@ -647,9 +653,7 @@
   // that is not an RPC method.
   function rpcMethod(instance, name) {
     if (typeof name !== 'string' || name === '' || name[0] === '_') return null;
-    for (let i = 0; i < RESERVED_METHODS.length; i++) {
-      if (RESERVED_METHODS[i] === name) return null;
-    }
+    if (RESERVED_METHODS[name] === true) return null;
     let proto = getPrototypeOf(instance);
     while (proto !== null && proto !== ObjectProto && !isBuiltinPrototype(proto)) {
       const descriptor = getOwnPropertyDescriptor(proto, name);
