@@ -563,50 +563,68 @@
   // first.
   const transactions = [];
 
+  // The size limits of keys and values, set when the object is made.
+  const storageLimits = { maxKeyBytes: 0, maxValueBytes: 0 };
+
+  // The storage of the object this instance serves. It is made while the
+  // bundle image is, not per actor: what an actor makes itself lands on
+  // private pages, and every closure it makes also writes the reference
+  // count of the function it comes from, on a shared page of the image.
+  const STORAGE = makeStorage(storageLimits, transactions);
+
   function makeCtx(input) {
-    const storage = makeStorage(input.limits, transactions);
+    storageLimits.maxKeyBytes = input.limits.maxKeyBytes;
+    storageLimits.maxValueBytes = input.limits.maxValueBytes;
     return freeze({
       id: idFor(input.id),
-      storage,
-      // Dispatches to one object never interleave, so the callback only has
-      // to finish: until it does, the current construction or dispatch
-      // keeps running its jobs and timers (until its deadline).
-      blockConcurrencyWhile(callback) {
-        let started;
-        try {
-          started = ReflectApply(PromiseResolve, PromiseCtor, [callback()]);
-        } catch (e) {
-          if (blockers.failure === undefined) blockers.failure = { error: e };
-          return ReflectApply(PromiseReject, PromiseCtor, [e]);
-        }
-        blockers.count += 1;
-        const done = () => {
-          blockers.count -= 1;
-        };
-        return ReflectApply(PromiseThen, started, [
-          (value) => {
-            done();
-            return value;
-          },
-          (error) => {
-            done();
-            if (blockers.failure === undefined) blockers.failure = { error };
-            throw error;
-          },
-        ]);
-      },
-      // The job queue runs until the dispatch settles; promises handed
-      // here that are still pending then continue in the next dispatch.
-      waitUntil(promise) {
-        void promise;
-      },
-      acceptWebSocket() {
-        throw new ErrorCtor('WebSockets are not supported by go-go-objects');
-      },
-      getWebSockets() {
-        return [];
-      },
+      storage: STORAGE,
+      blockConcurrencyWhile,
+      waitUntil,
+      acceptWebSocket,
+      getWebSockets,
     });
+  }
+
+  // Dispatches to one object never interleave, so the callback only has to
+  // finish: until it does, the current construction or dispatch keeps
+  // running its jobs and timers (until its deadline).
+  function blockConcurrencyWhile(callback) {
+    let started;
+    try {
+      started = ReflectApply(PromiseResolve, PromiseCtor, [callback()]);
+    } catch (e) {
+      if (blockers.failure === undefined) blockers.failure = { error: e };
+      return ReflectApply(PromiseReject, PromiseCtor, [e]);
+    }
+    blockers.count += 1;
+    const done = () => {
+      blockers.count -= 1;
+    };
+    return ReflectApply(PromiseThen, started, [
+      (value) => {
+        done();
+        return value;
+      },
+      (error) => {
+        done();
+        if (blockers.failure === undefined) blockers.failure = { error };
+        throw error;
+      },
+    ]);
+  }
+
+  // The job queue runs until the dispatch settles; promises handed here
+  // that are still pending then continue in the next dispatch.
+  function waitUntil(promise) {
+    void promise;
+  }
+
+  function acceptWebSocket() {
+    throw new ErrorCtor('WebSockets are not supported by go-go-objects');
+  }
+
+  function getWebSockets() {
+    return [];
   }
 
   // Callbacks of blockConcurrencyWhile not yet finished, and the first

@@ -388,6 +388,12 @@
     return out;
   }
 
+  // The storage of the object this instance serves. It is made while the
+  // bundle image is, not per actor: what an actor makes itself lands on
+  // private pages, and every closure it makes also writes the reference
+  // count of the function it comes from, on a shared page of the image.
+  const STORAGE = makeStorage();
+
   function makeStorage() {
     const storage = {
       get(key) {
@@ -963,7 +969,7 @@
         if (api === 'cloudflare') {
           instance = ReflectConstruct(Class, [cloudflare.makeCtx(input), cloudflare.makeEnv(input.namespaces)]);
         } else {
-          const state = { id: freeze(input.id), storage: makeStorage() };
+          const state = { id: freeze(input.id), storage: STORAGE };
           instance = ReflectConstruct(Class, [state, makeEnv(input.namespaces)]);
         }
         outcome = rpcOutcome(null);
