@@ -7,7 +7,8 @@
 //! against them (each dispatch in a savepoint of its own, so a trapped one
 //! drops only its own writes); its response waits for the commit. The batch
 //! is committed when a dispatch ends with nobody waiting, when it holds
-//! [`MAX_BATCH`] dispatches or is [`MAX_BATCH_AGE`] old, and before the
+//! [`MAX_BATCH`] dispatches or is [`MAX_BATCH_AGE`] old, after a stub call
+//! (whose caller holds another object while it waits), and before the
 //! actor is discarded, evicted, or runs an alarm. One commit then
 //! acknowledges the whole batch (Cloudflare calls the rule that a response
 //! waits for its writes an output gate); a failed commit fails every

@@ -551,9 +551,15 @@ impl Runtime {
         Ok(())
     }
 
-    /// Runs on a blocking thread with the object's slot held, and releases
-    /// it. Returns the dispatch's result and the ticket of the commit that
-    /// holds its writes; the result may be released once the ticket says so.
+    /// Runs a stub call on its thread with the object's slot held, and
+    /// releases it. Returns the dispatch's result and the ticket of the
+    /// commit that holds its writes; the result may be released once the
+    /// ticket says so.
+    ///
+    /// The batch is committed at once rather than left open for the
+    /// object's queued requests: the caller holds its own object while it
+    /// waits for the ticket, and one of those requests may be waiting for
+    /// that object, which would keep the batch open until a deadline.
     fn run_locked(
         &self,
         mut guard: SlotGuard,
@@ -564,7 +570,8 @@ impl Runtime {
     ) -> Result<(Result<DispatchOutput, DispatchError>, batch::Ticket), DispatchError> {
         let result = self.run_held(&mut guard, id, class, kind, context)?;
         let ticket = guard.state().batch.join();
-        let answers = self.end_batched_dispatch(&mut guard, id);
+        let answers = guard.state().commit_batch();
+        self.end_dispatch(&mut guard, id);
         drop(guard);
         self.answer(id, answers);
         Ok((result, ticket))

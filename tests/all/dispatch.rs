@@ -220,6 +220,17 @@ async fn half_surrogate_pairs_do_not_break_errors_or_logs() {
 }
 
 #[tokio::test]
+async fn a_key_with_half_a_surrogate_pair_is_stored_as_u_fffd() {
+    let server = reference().await;
+    assert_eq!(
+        server
+            .call("COUNTER", "k", "putLoneSurrogateKey", json!([7]))
+            .await,
+        json!([7, 7, ["k\u{fffd}"]])
+    );
+}
+
+#[tokio::test]
 async fn state_id_is_namespace_name_and_hash() {
     let server = reference().await;
     let id = server.call("COUNTER", "who", "whoami", json!([])).await;

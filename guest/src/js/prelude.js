@@ -45,7 +45,6 @@
   const FunctionToString = Function.prototype.toString;
   const StringIncludes = String.prototype.includes;
   const StringStartsWith = String.prototype.startsWith;
-  const StringEndsWith = String.prototype.endsWith;
   const StringSlice = String.prototype.slice;
   const ArrayFilter = Array.prototype.filter;
   const MapCtor = Map;
@@ -86,6 +85,7 @@
   const toWellFormed = String.prototype.toWellFormed;
   const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
   const RegExpReplace = RegExp.prototype[Symbol.replace];
+  const RegExpTest = RegExp.prototype.test;
   function wellFormed(text) {
     if (typeof toWellFormed === 'function') return ReflectApply(toWellFormed, text, []);
     return ReflectApply(RegExpReplace, LONE_SURROGATE, [text, '\uFFFD']);
@@ -285,11 +285,12 @@
 
   // ---- storage ------------------------------------------------------------
 
+  // A key as stored: a string, well-formed (keys are UTF-8 on the host).
   function storageKey(key) {
     if (typeof key !== 'string') {
       throw coded('bad_request', 'storage key must be a string, got ' + typeof key);
     }
-    return key;
+    return wellFormed(key);
   }
 
   function encodeValue(value) {
@@ -323,7 +324,7 @@
       if (typeof bound !== 'string') {
         throw coded('bad_request', 'list ' + bounds[i] + ' must be a string', TypeErrorCtor);
       }
-      request[bounds[i]] = bound;
+      request[bounds[i]] = wellFormed(bound);
     }
     const reverse = options.reverse;
     if (reverse !== undefined && reverse !== null) {
@@ -634,9 +635,10 @@
   }
 
   // Whether `proto` is the prototype of a built-in class (Array, Map,
-  // Error...), remembered per prototype: its constructor's source text ends
-  // as only the engine writes it for native code (no JavaScript source can
-  // end so, whatever its comments and strings hold).
+  // Error...), remembered per prototype: its constructor's source text is
+  // all in the form the engine gives native code, which no JavaScript
+  // source can have (`[native code]` does not parse).
+  const NATIVE_SOURCE = /^function [^(]*\(\) \{\n {4}\[native code\]\n\}$/;
   const builtinPrototypes = new WeakMapCtor();
   function isBuiltinPrototype(proto) {
     let builtin = ReflectApply(WeakMapGet, builtinPrototypes, [proto]);
@@ -646,7 +648,7 @@
       if (descriptor && typeof descriptor.value === 'function') {
         try {
           const source = ReflectApply(FunctionToString, descriptor.value, []);
-          builtin = ReflectApply(StringEndsWith, source, ['[native code]\n}']);
+          builtin = ReflectApply(RegExpTest, NATIVE_SOURCE, [source]);
         } catch (_) { /* not a function the engine can show */ }
       }
       ReflectApply(WeakMapSet, builtinPrototypes, [proto, builtin]);
