@@ -171,9 +171,10 @@ impl Runtime {
         // comparisons, and the TLB interrupts that dropping pages costs).
         // A round stops after its budget; the next goes on.
         // TODO: with the budget, a hot object served while 5,000 actors are
-        // released keeps its throughput, but its p99 still doubles (12 to
-        // 23 ms at 32 connections); not from malloc_trim (the same without
-        // it) nor from CPU share. Find what stalls it.
+        // released loses a fifth of its throughput and its p99 nearly
+        // doubles (12,700 to 10,100/s, 4.9 to 8.8 ms at 32 connections);
+        // not from malloc_trim (the same without it) nor from CPU share
+        // alone. Find what stalls it.
         let budget = Instant::now() + budget;
         let (visited, until) = self
             .shared
