@@ -383,7 +383,7 @@ impl Runtime {
 
     /// Dispatches a client request: queues it in the object's mailbox,
     /// starts a drainer on a dispatch thread if the mailbox has none, and
-    /// waits for the outcome and then for the commit of its writes.
+    /// waits for the outcome, which comes once its writes are committed.
     async fn dispatch_queued(
         &self,
         request: DispatchRequest,
