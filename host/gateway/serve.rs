@@ -52,6 +52,10 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) {
+    // Half-closed connections are not supported (hyper's default): a client
+    // that shuts down its side of the connection is taken to have left, so
+    // its request is dropped, and skipped if it has not started, rather than
+    // run for nobody.
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout);
