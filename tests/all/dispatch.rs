@@ -443,6 +443,26 @@ async fn the_same_dispatch_on_a_fresh_object_costs_the_same_fuel() {
     assert_ne!(more[0], fuels[0], "different work costs different fuel");
 }
 
+/// What a new actor works out once (which of its prototypes are built in)
+/// costs little beside the dispatch itself, however long its class's
+/// source is.
+#[tokio::test]
+async fn a_new_objects_first_dispatch_costs_about_what_later_ones_do() {
+    let server = reference().await;
+    let first = server
+        .rpc("COUNTER", "first", "increment", json!([1]))
+        .await;
+    let second = server
+        .rpc("COUNTER", "first", "increment", json!([1]))
+        .await;
+    assert_eq!(second.result(), 2);
+    let (first, second) = (first.fuel(), second.fuel());
+    assert!(
+        first < 2 * second,
+        "first dispatch {first} fuel, the next {second}"
+    );
+}
+
 #[tokio::test]
 async fn the_response_limit_counts_the_result_not_its_envelope() {
     const SIZED: &str = r#"

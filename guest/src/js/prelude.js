@@ -648,7 +648,9 @@
       if (descriptor && typeof descriptor.value === 'function') {
         try {
           const source = ReflectApply(FunctionToString, descriptor.value, []);
-          builtin = ReflectApply(RegExpTest, NATIVE_SOURCE, [source]);
+          // The expression would try every position of a class's source.
+          builtin = ReflectApply(StringStartsWith, source, ['function ']) &&
+            ReflectApply(RegExpTest, NATIVE_SOURCE, [source]);
         } catch (_) { /* not a function the engine can show */ }
       }
       ReflectApply(WeakMapSet, builtinPrototypes, [proto, builtin]);
