@@ -206,16 +206,22 @@ mod tests {
         assert_eq!(profile.bytes(), (30, 20));
     }
 
+    /// A page-aligned window of `pages` pages inside `buffer`, which must
+    /// be at least a page longer.
+    fn aligned_window(buffer: &mut [u8], pages: usize) -> &mut [u8] {
+        let page = platform::page_size();
+        let offset = buffer.as_ptr().align_offset(page);
+        &mut buffer[offset..offset + page * pages]
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn written_pages_are_recorded_and_populating_keeps_their_bytes() {
         let page = platform::page_size();
-        // A page-aligned window of a zeroed buffer, one page of it written
-        // (the others may or may not be resident: the allocator may reuse
-        // memory).
+        // One page written (the others may or may not be resident: the
+        // allocator may reuse memory).
         let mut buffer = vec![0u8; page * 64];
-        let offset = buffer.as_ptr().align_offset(page);
-        let window = &mut buffer[offset..offset + page * 4];
+        let window = aligned_window(&mut buffer, 4);
         window[page] = 7;
         let profile = PageProfile::record(window).expect("pagemap is readable");
         assert!(
@@ -238,8 +244,7 @@ mod tests {
     fn anonymous_memory_is_not_pristine() {
         let page = platform::page_size();
         let mut buffer = vec![0u8; page * 64];
-        let offset = buffer.as_ptr().align_offset(page);
-        let window = &mut buffer[offset..offset + page * 4];
+        let window = aligned_window(&mut buffer, 4);
         window[page + 1] = 9;
         assert!(Pristine::check(window).is_none());
     }

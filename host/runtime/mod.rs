@@ -9,9 +9,9 @@
 //! mailbox and run back to back on the thread that holds the slot
 //! (`mailbox.rs`); stub calls and alarms wait for the slot itself. The
 //! first dispatch to find a slot empty starts the actor while holding the
-//! slot, so concurrent first calls start exactly one. A poisoned actor (trap, out of memory, a promise that can never
-//! settle) is dropped from its slot and the next dispatch starts a fresh one
-//! from storage.
+//! slot, so concurrent first calls start exactly one. A poisoned actor
+//! (trap, out of memory, a promise that can never settle) is dropped from
+//! its slot and the next dispatch starts a fresh one from storage.
 //!
 //! The deadline of a dispatch starts when it gets the slot: time spent
 //! waiting behind other dispatches is not charged.

@@ -162,12 +162,7 @@ impl Registry {
             drop(queued);
             if !state.retired {
                 self.waits.acquired(chain, id);
-                return Ok(SlotGuard {
-                    state,
-                    slot,
-                    id: id.clone(),
-                    waits: self.waits.clone(),
-                });
+                return Ok(self.guard(id, slot, state));
             }
         }
     }
@@ -181,12 +176,7 @@ impl Registry {
             return None;
         }
         self.waits.acquired(chain, id);
-        Some(SlotGuard {
-            state,
-            slot,
-            id: id.clone(),
-            waits: self.waits.clone(),
-        })
+        Some(self.guard(id, slot, state))
     }
 
     /// Takes the slot of `id` to commit its batch, without counting as a
@@ -198,17 +188,27 @@ impl Registry {
         if state.retired {
             return None;
         }
-        Some(SlotGuard {
-            state,
-            slot,
-            id: id.clone(),
-            waits: self.waits.clone(),
-        })
+        Some(self.guard(id, slot, state))
     }
 
     /// The mailbox of `id`'s slot (made if the object has none).
     pub(super) fn mailbox(&self, id: &ObjectId) -> Arc<Mailbox> {
         self.slot(id).mailbox.clone()
+    }
+
+    /// The guard of `slot` (of `id`), whose lock `state` holds.
+    fn guard(
+        &self,
+        id: &ObjectId,
+        slot: Arc<Slot>,
+        state: OwnedMutexGuard<SlotState>,
+    ) -> SlotGuard {
+        SlotGuard {
+            state,
+            slot,
+            id: id.clone(),
+            waits: self.waits.clone(),
+        }
     }
 
     fn slot(&self, id: &ObjectId) -> Arc<Slot> {

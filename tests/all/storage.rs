@@ -4,6 +4,22 @@ use serde_json::json;
 
 use crate::support::{ServerBuilder, fixture};
 
+/// The time the idle-release tests start at.
+const T0: u64 = 1_800_000_000_000;
+
+/// A server for `bundle` on `clock` whose actors release what they hold
+/// after 10 s idle.
+async fn releasing_server(
+    bundle: go_go_objects::bundle::Bundle,
+    clock: &go_go_objects::clock::ManualClock,
+) -> crate::support::TestServer {
+    ServerBuilder::new(bundle)
+        .clock(clock)
+        .config(|c| c.eviction.idle_release = Some(std::time::Duration::from_secs(10)))
+        .start()
+        .await
+}
+
 #[tokio::test]
 async fn list_is_sorted_literal_and_limited() {
     let server = ServerBuilder::new(fixture("reference/objects.js"))
@@ -130,13 +146,8 @@ async fn the_database_layout_follows_the_object_hash() {
 /// sees everything it had committed. An object in use keeps its database.
 #[tokio::test]
 async fn idle_databases_close_and_the_next_dispatch_opens_them_again() {
-    const T0: u64 = 1_800_000_000_000;
     let clock = go_go_objects::clock::ManualClock::new(T0);
-    let server = ServerBuilder::new(fixture("reference/objects.js"))
-        .clock(&clock)
-        .config(|c| c.eviction.idle_release = Some(std::time::Duration::from_secs(10)))
-        .start()
-        .await;
+    let server = releasing_server(fixture("reference/objects.js"), &clock).await;
     assert_eq!(
         server
             .call("COUNTER", "idle", "increment", json!([5]))
@@ -219,7 +230,6 @@ async fn idle_databases_close_and_the_next_dispatch_opens_them_again() {
 /// run again.
 #[tokio::test]
 async fn idle_actors_give_back_unchanged_pages_and_keep_their_state() {
-    const T0: u64 = 1_800_000_000_000;
     const SOURCE: &str = r#"
 class Memo {
   constructor(state) { this.state = state; this.items = []; }
@@ -236,13 +246,8 @@ class Memo {
 exports.objects = { Memo };
 "#;
     let clock = go_go_objects::clock::ManualClock::new(T0);
-    let server = ServerBuilder::new(go_go_objects::bundle::Bundle::from_source(
-        "memo.js", SOURCE,
-    ))
-    .clock(&clock)
-    .config(|c| c.eviction.idle_release = Some(std::time::Duration::from_secs(10)))
-    .start()
-    .await;
+    let bundle = go_go_objects::bundle::Bundle::from_source("memo.js", SOURCE);
+    let server = releasing_server(bundle, &clock).await;
     assert_eq!(
         server.call("MEMO", "m", "fill", json!([5000])).await,
         json!(5000)
@@ -273,13 +278,8 @@ exports.objects = { Memo };
 /// goes on where it stopped.
 #[tokio::test]
 async fn an_idle_release_out_of_budget_leaves_the_rest_for_the_next() {
-    const T0: u64 = 1_800_000_000_000;
     let clock = go_go_objects::clock::ManualClock::new(T0);
-    let server = ServerBuilder::new(fixture("reference/objects.js"))
-        .clock(&clock)
-        .config(|c| c.eviction.idle_release = Some(std::time::Duration::from_secs(10)))
-        .start()
-        .await;
+    let server = releasing_server(fixture("reference/objects.js"), &clock).await;
     for name in ["a", "b", "c"] {
         server.call("COUNTER", name, "increment", json!([1])).await;
         clock.advance(std::time::Duration::from_millis(5));

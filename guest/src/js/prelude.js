@@ -248,7 +248,6 @@
     throw coded(parsed.code, parsed.message, Ctor);
   }
 
-
   // ---- console ------------------------------------------------------------
 
   function formatArg(value) {
