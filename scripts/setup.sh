@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building go-go-objects needs on a Debian bookworm machine:
 # clang 19, its libclang and wasi-libc (QuickJS is compiled to wasm32-wasip1
-# with them), and the wasm32-wasip1 Rust target. Safe to run repeatedly: it
+# with them), the wasm32-wasip1 Rust target, and strace (a test checks which
+# files are synced before a write is acknowledged). Safe to run repeatedly: it
 # only installs what is missing.
 set -euo pipefail
 
-packages=(clang-19 llvm-19 libclang1-19 wasi-libc)
+packages=(clang-19 llvm-19 libclang1-19 wasi-libc strace)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

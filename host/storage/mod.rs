@@ -626,7 +626,9 @@ fn connect(
     busy_timeout: Duration,
 ) -> Result<Connection, StorageError> {
     let open = |e| StorageError::context(&format!("open `{}`", path.display()), e);
-    let created = !path.exists();
+    // A missing file, or an empty one (a crash can leave a file created and
+    // never written), gets its first page written below.
+    let fresh = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
     let mut conn = Connection::open(path).map_err(open)?;
     conn.busy_timeout(busy_timeout).map_err(open)?;
     // One connection per database, held by its actor: exclusive locking
@@ -636,22 +638,28 @@ fn connect(
     // index of a log left by an earlier close would go to a `-shm` file.
     conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
         .map_err(open)?;
-    // Setting up a database need not reach the disk by itself: a crash
-    // before the first dispatch's commit leaves nothing that the next open
-    // would not redo, and that commit syncs all of it. Skipping the syncs
-    // here makes a new object several times cheaper.
-    conn.pragma_update(None, "synchronous", "OFF")
-        .map_err(open)?;
-    if created {
-        // Writing the first page of a new database in rollback mode would
-        // create and delete a `-journal` file, a third of the cost of a new
-        // object on this disk; the in-memory journal is as safe for a file
-        // that holds nothing yet (the syncs are off until the first commit
-        // anyway).
+    if fresh {
+        // Switching to WAL writes the database's first page, which marks it
+        // as a WAL database. That page must be on disk before any commit in
+        // the log is acknowledged: SQLite deletes the log of a database file
+        // that has no pages, so a power loss that took the unsynced page
+        // would take every acknowledged commit with it. It is written in
+        // rollback mode, with the in-memory journal (a `-journal` file
+        // created and deleted would cost a third of a new object on this
+        // disk, and a file that holds nothing yet has nothing to restore),
+        // and synced as the durability says.
+        conn.pragma_update(None, "synchronous", durability.synchronous())
+            .map_err(open)?;
         conn.pragma_update(None, "journal_mode", "MEMORY")
             .map_err(open)?;
     }
     conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(open)?;
+    // The schema and the identity need not reach the disk by themselves:
+    // they go into the log, whose next sync (the first dispatch's commit)
+    // takes them along, and a crash before it leaves nothing that the next
+    // open would not redo.
+    conn.pragma_update(None, "synchronous", "OFF")
         .map_err(open)?;
     schema::migrate(&mut conn, |tx| record_identity(tx, id))
         .map_err(|e| StorageError(format!("`{}`: {e}", path.display())))?;

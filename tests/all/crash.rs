@@ -4,6 +4,8 @@
 //! sent: acknowledged <= stored <= attempted, for every object.
 
 use std::{
+    collections::HashMap,
+    process::Command,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -12,6 +14,8 @@ use std::{
 };
 
 use rand::{RngExt, SeedableRng, rngs::StdRng};
+
+use serde_json::json;
 
 use crate::support::{BinaryServer, post_json};
 
@@ -81,4 +85,112 @@ async fn kill_9_under_load_loses_no_acknowledged_write() {
             "object {object}: acknowledged {acknowledged}, stored {stored}, attempted {attempted}"
         );
     }
+}
+
+/// Whether strace can trace here (setup.sh installs it; a sandbox without
+/// ptrace cannot use it).
+fn can_trace() -> bool {
+    Command::new("strace")
+        .args(["-e", "trace=none", "true"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The paths of the files whose `fsync` or `fdatasync` completed in
+/// `lines` (the output of `strace -f -y`, each descriptor followed by its
+/// path, a call that another thread interrupted split in two lines).
+fn completed_syncs(lines: &[&str]) -> Vec<String> {
+    let mut pending = HashMap::new();
+    let mut done = Vec::new();
+    for line in lines {
+        let Some((pid, call)) = line.split_once(' ') else {
+            continue;
+        };
+        let call = call.trim_start();
+        if call.starts_with("fsync(") || call.starts_with("fdatasync(") {
+            let Some((_, rest)) = call.split_once('<') else {
+                continue;
+            };
+            let path = rest
+                .split_once('>')
+                .map_or(rest, |(path, _)| path)
+                .to_string();
+            if call.contains("<unfinished") {
+                pending.insert(pid.to_string(), path);
+            } else if call.ends_with("= 0") {
+                done.push(path);
+            }
+        } else if call.contains("sync resumed>") && call.ends_with("= 0") {
+            done.extend(pending.remove(pid));
+        }
+    }
+    done
+}
+
+#[tokio::test]
+async fn a_new_objects_first_write_is_acknowledged_after_every_file_it_needs_is_synced() {
+    if !can_trace() {
+        eprintln!("skipped: strace cannot trace on this machine");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("trace");
+    let mut command = Command::new("strace");
+    command
+        .args([
+            "-f",
+            "-y",
+            "-e",
+            "trace=fsync,fdatasync,write,writev,sendto,sendmsg",
+        ])
+        .arg("-o")
+        .arg(&log)
+        .arg(env!("CARGO_BIN_EXE_go-go-objects"))
+        .arg("--storage")
+        .arg(dir.path().join("storage"));
+    let mut server = BinaryServer::start_command(command);
+    let reply = post_json(&server.base, "/rpc/COUNTER/first/increment", "[1]").await;
+    assert_eq!(reply.result(), json!(1));
+    // strace leaves its tracee running when it is killed: kill the server.
+    let strace = server.child.id();
+    let tracee = std::fs::read_to_string(format!("/proc/{strace}/task/{strace}/children"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-9", &tracee])
+            .status()
+            .unwrap()
+            .success()
+    );
+    server.child.wait().unwrap();
+
+    let trace = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = trace.lines().collect();
+    let acknowledged = lines
+        .iter()
+        .position(|l| l.contains("HTTP/1.1 200"))
+        .unwrap_or_else(|| panic!("no response in the trace:\n{trace}"));
+    let synced = completed_syncs(&lines[..acknowledged]);
+    // Without its first page on disk SQLite would delete the log, and the
+    // acknowledged write with it.
+    assert!(
+        synced
+            .iter()
+            .any(|p| p.ends_with(".sqlite") && p.contains("/objects/")),
+        "the database file is synced before the response: {synced:?}"
+    );
+    assert!(
+        synced
+            .iter()
+            .any(|p| p.ends_with(".sqlite-wal") && p.contains("/objects/")),
+        "the write-ahead log is synced before the response: {synced:?}"
+    );
+    assert!(
+        synced
+            .iter()
+            .any(|p| p.contains("/objects/") && !p.contains(".sqlite")),
+        "the directory that holds both is synced before the response: {synced:?}"
+    );
 }

@@ -287,8 +287,16 @@ impl BinaryServer {
     /// Starts the binary with `args` plus `--addr 127.0.0.1:0` and waits for
     /// its listening line.
     pub fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_go-go-objects"))
-            .args(args)
+        let mut command = Command::new(env!("CARGO_BIN_EXE_go-go-objects"));
+        command.args(args);
+        Self::start_command(command)
+    }
+
+    /// Starts `command` (the binary, or a program that runs it with the
+    /// arguments given so far) with `--addr 127.0.0.1:0` added, and waits
+    /// for the listening line.
+    pub fn start_command(mut command: Command) -> Self {
+        let mut child = command
             .args(["--addr", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
