@@ -302,6 +302,7 @@ impl RunArgs {
                 idle_interval: None,
                 max_live_objects: None,
                 idle_release: None,
+                max_open_databases: None,
                 max_total_memory: None,
             },
             ..RuntimeConfig::default()

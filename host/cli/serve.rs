@@ -72,14 +72,20 @@ pub struct ServeArgs {
     /// A live actor idle this long closes its database (two open files and
     /// about 100 KiB of memory) and gives back the memory pages it has not
     /// changed; its next dispatch that uses storage opens the database
-    /// again, which costs about a millisecond (0 keeps everything).
+    /// again, which costs about 0.1 ms (0 keeps everything).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub idle_release: Duration,
 
     /// Most live actors; past it the least recently used idle ones are
-    /// evicted (0: no bound). Each live actor holds two open files.
+    /// evicted (0: no bound).
     #[arg(long, value_name = "COUNT", default_value_t = config::DEFAULT_MAX_LIVE_OBJECTS)]
     pub max_live_objects: usize,
+
+    /// Most object databases open at once (two open files each); past it
+    /// the least recently used idle actors close theirs and stay live, and
+    /// open it again on their next storage call (0: no bound).
+    #[arg(long, value_name = "COUNT", default_value_t = config::DEFAULT_MAX_OPEN_DATABASES)]
+    pub max_open_databases: usize,
 
     /// Most memory all actors may hold together (`4GiB`): each counts for
     /// what its memory grew past the bundle's image, plus 1 MiB. Past it,
@@ -142,6 +148,8 @@ impl ServeArgs {
                 idle_interval: nonzero(self.idle_interval),
                 max_live_objects: (self.max_live_objects > 0).then_some(self.max_live_objects),
                 idle_release: nonzero(self.idle_release),
+                max_open_databases: (self.max_open_databases > 0)
+                    .then_some(self.max_open_databases),
                 max_total_memory: self.max_total_memory.resolve(),
             },
             ..RuntimeConfig::default()
@@ -162,11 +170,7 @@ impl ServeArgs {
             && self.bundle.wrangler.is_none();
         let (source, manifest) = self.bundle.load_source()?;
         let mut config = self.runtime_config();
-        if let Some(max) = config.eviction.max_live_objects {
-            config.eviction.max_live_objects = Some(fit_open_file_limit(max));
-        } else {
-            fit_open_file_limit(0);
-        }
+        fit_open_file_limit(&mut config.eviction);
         let runtime = tokio::task::spawn_blocking(move || {
             Runtime::from_source(source, manifest.as_ref(), config)
         })
@@ -224,24 +228,32 @@ impl ServeArgs {
     }
 }
 
-/// Open files the server needs besides those of its live objects.
+/// Open files the server needs besides those of object databases.
 const BASE_OPEN_FILES: u64 = 256;
 
-/// Open files each live object holds: its database and its write-ahead log
-/// (exclusive locking keeps the WAL index in memory, so there is no `-shm`).
-// TODO: with `--idle-release`, only actors used in the last stretch hold
-// files, so the limit could allow more live objects than this counts; that
-// needs a reopen that frees files (closes idle databases early) when it
-// runs out of them, which the storage layer cannot ask the registry for yet.
-const FILES_PER_OBJECT: u64 = 2;
+/// Open files each open object database holds: the database and its
+/// write-ahead log (exclusive locking keeps the log's index in memory, so
+/// there is no `-shm`).
+const FILES_PER_DATABASE: u64 = 2;
 
-/// Raises the open-file limit to what `max_live_objects` live objects need
-/// (the hard limit too, when the process may), and returns how many live
-/// objects the limit allows: `max_live_objects`, or fewer (with a warning)
-/// when the limit cannot be raised far enough. 0 is no bound, and stays so.
-fn fit_open_file_limit(max_live_objects: usize) -> usize {
-    let needed = max_live_objects as u64 * FILES_PER_OBJECT + BASE_OPEN_FILES;
-    if max_live_objects > 0 {
+/// Databases that may be open beyond `--max-open-databases` for a moment:
+/// the bound is restored a little after it is passed, and meanwhile every
+/// dispatch thread may open one.
+const OPEN_DATABASES_SLACK: u64 = 512;
+
+/// Raises the open-file limit to what the databases that `eviction` lets be
+/// open at once need (the hard limit too, when the process may). When the
+/// limit cannot be raised far enough, lowers `max_open_databases` (or, when
+/// that has no bound, `max_live_objects`) to what it allows, with a
+/// warning.
+fn fit_open_file_limit(eviction: &mut EvictionConfig) {
+    let open_at_once = match (eviction.max_open_databases, eviction.max_live_objects) {
+        (Some(open), Some(live)) => Some((open as u64 + OPEN_DATABASES_SLACK).min(live as u64)),
+        (Some(open), None) => Some(open as u64 + OPEN_DATABASES_SLACK),
+        (None, live) => live.map(|live| live as u64),
+    };
+    let needed = open_at_once.map(|n| n * FILES_PER_DATABASE + BASE_OPEN_FILES);
+    if let Some(needed) = needed {
         // Raising the hard limit needs privileges; without them this fails
         // and the soft limit is raised to the hard one below.
         if let Ok((soft, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE)
@@ -254,28 +266,39 @@ fn fit_open_file_limit(max_live_objects: usize) -> usize {
         Ok(limit) => limit,
         Err(e) => {
             tracing::warn!("failed to read the open-file limit: {e}");
-            return max_live_objects;
+            return;
         }
     };
-    if max_live_objects == 0 {
+    let Some(needed) = needed else {
         tracing::warn!(
             limit,
-            "no --max-live-objects bound: each live object holds 2 open files"
+            "no --max-open-databases or --max-live-objects bound: each open database holds 2 \
+             open files"
         );
-        return 0;
-    }
+        return;
+    };
     if limit >= needed {
-        return max_live_objects;
+        return;
     }
-    let allowed = usize::try_from(limit.saturating_sub(BASE_OPEN_FILES) / FILES_PER_OBJECT)
-        .unwrap_or(usize::MAX)
-        .max(1);
-    tracing::warn!(
-        limit,
-        needed,
-        allowed,
-        "--max-live-objects {max_live_objects} needs more open files than allowed (ulimit -n); \
-         serving at most {allowed} live objects"
-    );
-    allowed
+    let databases = limit.saturating_sub(BASE_OPEN_FILES) / FILES_PER_DATABASE;
+    let allowed = |n: u64| usize::try_from(n).unwrap_or(usize::MAX).max(1);
+    if let Some(max) = eviction.max_open_databases {
+        let fitted = allowed(databases - OPEN_DATABASES_SLACK.min(databases / 2));
+        tracing::warn!(
+            limit,
+            needed,
+            "--max-open-databases {max} needs more open files than allowed (ulimit -n); \
+             keeping at most {fitted} open"
+        );
+        eviction.max_open_databases = Some(fitted);
+    } else if let Some(max) = eviction.max_live_objects {
+        let fitted = allowed(databases);
+        tracing::warn!(
+            limit,
+            needed,
+            "--max-live-objects {max} needs more open files than allowed (ulimit -n); serving \
+             at most {fitted} live objects"
+        );
+        eviction.max_live_objects = Some(fitted);
+    }
 }

@@ -26,7 +26,8 @@ pub(crate) const ACTOR_BASELINE: u64 = 1 << 20;
 /// Frees memory on behalf of the budget.
 pub(crate) trait Reclaim: Send + Sync {
     /// Drops idle actors until `bytes` more would fit, or none is left to
-    /// drop; true when anything was freed.
+    /// drop; true when they fit now (another thread may take the room
+    /// before the caller does, and the caller then asks again).
     fn reclaim(&self, bytes: u64) -> bool;
 }
 
@@ -78,8 +79,8 @@ impl MemoryBudget {
             if self.try_reserve(bytes) {
                 return true;
             }
-            let freed = self.reclaim.get().is_some_and(|r| r.reclaim(bytes));
-            if !freed {
+            let room = self.reclaim.get().is_some_and(|r| r.reclaim(bytes));
+            if !room {
                 return self.try_reserve(bytes);
             }
         }

@@ -60,7 +60,7 @@ use crate::{
     events::{Event, StopReason},
     hostcalls::{CallContext, HostContext, ObjectServices, StubDispatcher},
     id::ObjectId,
-    storage::{NameDirectory, ObjectStorage, RootLock},
+    storage::{NameDirectory, ObjectStorage, OpenDatabases, RootLock},
 };
 use actor::{Actor, PristineInstance};
 use registry::{LockError, Registry, SlotGuard};
@@ -101,6 +101,11 @@ struct Shared {
     page_profile_tries: AtomicU32,
     /// The last-use time up to which idle actors released what they hold.
     released_until_ms: AtomicU64,
+    /// Held while idle actors are evicted to make room in the memory
+    /// budget.
+    reclaiming: Mutex<()>,
+    /// The object databases open now.
+    open_databases: OpenDatabases,
     /// The image as new instances see it, which idle actors compare their
     /// pages with (`None`: releasing is off, or memory is not mapped from
     /// the image copy-on-write here).
@@ -267,6 +272,8 @@ impl Runtime {
                 page_profile: OnceLock::new(),
                 page_profile_tries: AtomicU32::new(0),
                 released_until_ms: AtomicU64::new(0),
+                reclaiming: Mutex::new(()),
+                open_databases: OpenDatabases::default(),
                 pristine,
             }),
         };
@@ -294,6 +301,12 @@ impl Runtime {
     /// How many objects currently have a live actor (or one starting).
     pub fn live_objects(&self) -> usize {
         self.shared.registry.live_count()
+    }
+
+    /// How many object databases are open (see
+    /// [`EvictionConfig::max_open_databases`](crate::config::EvictionConfig)).
+    pub fn open_databases(&self) -> usize {
+        self.shared.open_databases.count()
     }
 
     /// The bytes of the memory budget (`max_total_memory`) the live actors
@@ -590,8 +603,18 @@ impl Runtime {
         context: &CallContext,
     ) -> Result<Result<DispatchOutput, DispatchError>, DispatchError> {
         let started = Instant::now();
+        let was_open = guard
+            .state()
+            .actor
+            .as_ref()
+            .is_some_and(Actor::database_is_open);
         let actor = self.live_actor(guard, id, class, context)?;
         let result = actor.dispatch(kind, context);
+        if !was_open && actor.database_is_open() {
+            self.shared.registry.database_opened(guard);
+            self.bound_open_databases();
+        }
+        let actor = guard.state().actor.as_mut().expect("the actor ran");
         if result.is_ok() && self.shared.page_profile.get().is_none() {
             self.record_page_profile(actor);
         }
@@ -736,7 +759,7 @@ impl Runtime {
             }
         };
         let services = ObjectServices {
-            storage,
+            storage: storage.count_in(&shared.open_databases),
             stubs: Arc::new(Stubs(Arc::downgrade(shared))),
             alarms: shared.alarms.clone(),
             memory_budget: shared.memory_budget.clone(),
@@ -764,6 +787,23 @@ impl Runtime {
             elapsed: started.elapsed(),
         });
         Ok(actor)
+    }
+
+    /// Past the bound on open databases, closes the database of one of the
+    /// least recently used idle actors for the one just opened (two while
+    /// far past it), so closing keeps pace with opening.
+    fn bound_open_databases(&self) {
+        let shared = &self.shared;
+        let Some(max) = shared.config.eviction.max_open_databases else {
+            return;
+        };
+        for _ in 0..2 {
+            if shared.open_databases.count() <= max
+                || !shared.registry.close_least_recent_database()
+            {
+                return;
+            }
+        }
     }
 
     /// Populates the pages of the profile in `actor`'s memory, if there is
@@ -904,19 +944,23 @@ impl Reclaim for Reclaimer {
         let Some(budget) = shared.memory_budget.clone() else {
             return false;
         };
-        let runtime = Runtime { shared };
-        let mut freed = false;
+        // One thread evicts at a time: the actors another one is evicting
+        // are not idle to this one, which would find none left and fail
+        // although memory is about to be freed.
+        let _one_at_a_time = shared.reclaiming.lock().unwrap_or_else(|e| e.into_inner());
+        let runtime = Runtime {
+            shared: shared.clone(),
+        };
         while budget.limit().saturating_sub(budget.used()) < bytes {
             let evicted = runtime.shared.registry.evict_least_recent(RECLAIM_BATCH);
             if evicted.is_empty() {
-                break;
+                return false;
             }
-            freed = true;
             for id in &evicted {
                 runtime.stopped(id, StopReason::MemoryPressure);
             }
         }
-        freed
+        true
     }
 }
 

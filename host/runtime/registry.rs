@@ -18,10 +18,10 @@
 //! still closing it.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc, Mutex, Weak,
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Instant,
 };
@@ -59,15 +59,34 @@ impl SlotState {
 }
 
 /// One object's place in the registry.
-#[derive(Default)]
 struct Slot {
+    /// The object.
+    id: ObjectId,
     state: Arc<AsyncMutex<SlotState>>,
     last_used_ms: AtomicU64,
+    /// Whether the slot is in the registry's queue of open databases.
+    in_open_order: AtomicBool,
+    /// Its last use when it was queued there (or passed over).
+    open_order_ms: AtomicU64,
     /// Dispatches waiting for the lock (the flusher of a batch does not
     /// count).
     waiting: AtomicUsize,
     /// Client dispatches queued for the object (see `mailbox.rs`).
     mailbox: Arc<Mailbox>,
+}
+
+impl Slot {
+    fn new(id: ObjectId) -> Self {
+        Self {
+            id,
+            state: Arc::default(),
+            last_used_ms: AtomicU64::new(0),
+            in_open_order: AtomicBool::new(false),
+            open_order_ms: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
+            mailbox: Arc::default(),
+        }
+    }
 }
 
 /// A held slot: the object's dispatches wait until it is dropped.
@@ -129,7 +148,14 @@ impl SlotGuard {
 pub(super) struct Registry {
     slots: Mutex<HashMap<ObjectId, Arc<Slot>>>,
     waits: Arc<WaitGraph>,
+    /// Slots whose actors opened their databases, in about the order of
+    /// their last use (see [`Registry::close_least_recent_database`]).
+    open_order: Mutex<VecDeque<Weak<Slot>>>,
 }
+
+/// Entries [`Registry::close_least_recent_database`] looks at before it
+/// gives up.
+const CLOSE_TRIES: usize = 16;
 
 impl Registry {
     /// Waits, on behalf of call chain `chain`, for the slot of `id`, at most
@@ -213,7 +239,10 @@ impl Registry {
 
     fn slot(&self, id: &ObjectId) -> Arc<Slot> {
         let mut slots = self.map();
-        slots.entry(id.clone()).or_default().clone()
+        slots
+            .entry(id.clone())
+            .or_insert_with(|| Arc::new(Slot::new(id.clone())))
+            .clone()
     }
 
     /// How many objects have a live actor (or one running a dispatch).
@@ -234,7 +263,7 @@ impl Registry {
 
     /// Evicts the actor of `id` if it is idle; true if one was evicted.
     pub(super) fn evict(&self, id: &ObjectId) -> bool {
-        let retiring = self.map().get(id).and_then(|slot| retire(id, slot));
+        let retiring = self.map().get(id).and_then(retire);
         let Some(retiring) = retiring else {
             return false;
         };
@@ -255,15 +284,7 @@ impl Registry {
         budget: Instant,
         mut release: impl FnMut(&mut Actor),
     ) -> (usize, u64) {
-        let mut idle: Vec<(u64, Arc<Slot>)> = self
-            .map()
-            .values()
-            .filter_map(|slot| {
-                let last_used = slot.last_used_ms.load(Ordering::Relaxed);
-                (last_used > after_ms && last_used <= cutoff_ms).then(|| (last_used, slot.clone()))
-            })
-            .collect();
-        idle.sort_unstable_by_key(|(last_used, _)| *last_used);
+        let idle = self.by_last_use(|last_used| last_used > after_ms && last_used <= cutoff_ms);
         let mut released = 0;
         for (last_used, slot) in idle {
             if Instant::now() >= budget {
@@ -271,18 +292,95 @@ impl Registry {
                 // again; releasing twice is harmless.
                 return (released, last_used.saturating_sub(1).max(after_ms));
             }
-            let Ok(mut state) = slot.state.try_lock() else {
-                continue;
-            };
-            if state.retired || !state.batch.is_empty() {
-                continue;
-            }
-            if let Some(actor) = state.actor.as_mut() {
-                release(actor);
+            if on_idle_actor(&slot, &mut release).is_some() {
                 released += 1;
             }
         }
         (released, cutoff_ms)
+    }
+
+    /// Records that the actor of `guard`'s slot has just opened its
+    /// database, so that [`close_least_recent_database`] may close it once
+    /// it is among the least recently used.
+    ///
+    /// [`close_least_recent_database`]: Self::close_least_recent_database
+    pub(super) fn database_opened(&self, guard: &SlotGuard) {
+        let slot = &guard.slot;
+        if slot.in_open_order.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        slot.open_order_ms
+            .store(slot.last_used_ms.load(Ordering::Relaxed), Ordering::Relaxed);
+        let mut order = self.open_order();
+        order.push_back(Arc::downgrade(slot));
+        // Slots that left the map linger until they come round; drop them
+        // when they outnumber the rest, so the queue stays as long as the
+        // map.
+        let slots = self.map().len();
+        if order.len() > 2 * slots + 64 {
+            order.retain(|slot| slot.strong_count() > 0);
+        }
+    }
+
+    /// Closes the database of one idle actor among the least recently used
+    /// that have theirs open; false when it found none in a few tries. The
+    /// actor stays live and opens it again when it next uses storage.
+    ///
+    /// The order is the one in which actors opened their databases, with a
+    /// second chance (a clock): an actor used since it was queued goes to
+    /// the back instead, as does one busy now.
+    pub(super) fn close_least_recent_database(&self) -> bool {
+        for _ in 0..CLOSE_TRIES {
+            let Some(queued) = self.open_order().pop_front() else {
+                return false;
+            };
+            let Some(slot) = queued.upgrade() else {
+                continue;
+            };
+            let requeue = || self.open_order().push_back(queued.clone());
+            let last_used = slot.last_used_ms.load(Ordering::Relaxed);
+            if last_used > slot.open_order_ms.swap(last_used, Ordering::Relaxed) {
+                requeue();
+                continue;
+            }
+            let Ok(mut state) = slot.state.try_lock() else {
+                requeue();
+                continue;
+            };
+            if !state.batch.is_empty() {
+                requeue();
+                continue;
+            }
+            let retired = state.retired;
+            match state.actor.as_mut().filter(|_| !retired) {
+                Some(actor) if actor.database_is_open() => {
+                    if actor.close_idle_database() {
+                        slot.in_open_order.store(false, Ordering::Release);
+                        return true;
+                    }
+                    requeue();
+                }
+                // Closed meanwhile (idle, or evicted): it is queued again
+                // when it opens again.
+                _ => slot.in_open_order.store(false, Ordering::Release),
+            }
+        }
+        false
+    }
+
+    /// The slots whose last use `within` accepts, least recently used
+    /// first.
+    fn by_last_use(&self, within: impl Fn(u64) -> bool) -> Vec<(u64, Arc<Slot>)> {
+        let mut slots: Vec<(u64, Arc<Slot>)> = self
+            .map()
+            .values()
+            .filter_map(|slot| {
+                let last_used = slot.last_used_ms.load(Ordering::Relaxed);
+                within(last_used).then(|| (last_used, slot.clone()))
+            })
+            .collect();
+        slots.sort_unstable_by_key(|(last_used, _)| *last_used);
+        slots
     }
 
     /// Evicts every idle actor last used at or before `cutoff_ms`, and drops
@@ -290,9 +388,9 @@ impl Registry {
     pub(super) fn evict_idle(&self, cutoff_ms: u64) -> Vec<ObjectId> {
         let retiring: Vec<Retiring> = self
             .map()
-            .iter()
-            .filter(|(_, slot)| slot.last_used_ms.load(Ordering::Relaxed) <= cutoff_ms)
-            .filter_map(|(id, slot)| retire(id, slot))
+            .values()
+            .filter(|slot| slot.last_used_ms.load(Ordering::Relaxed) <= cutoff_ms)
+            .filter_map(retire)
             .collect();
         self.finish_retiring(retiring)
     }
@@ -322,11 +420,15 @@ impl Registry {
         evicted
     }
 
-    /// Evicts least recently used idle actors until at most `max` are live;
-    /// returns the evicted objects.
+    /// Evicts least recently used idle actors when more than `max` are
+    /// live; returns the evicted objects.
+    ///
+    /// Counting live actors and finding the least recently used visit every
+    /// slot, so once past the bound it evicts down to a 64th below it: the
+    /// next starts find the map within the bound and need neither.
     pub(super) fn enforce_limit(&self, max: usize) -> Vec<ObjectId> {
         // Every live actor has a slot, so a map within the limit needs no
-        // count (which visits every slot).
+        // count.
         if self.map().len() <= max {
             return Vec::new();
         }
@@ -334,21 +436,27 @@ impl Registry {
         if live <= max {
             return Vec::new();
         }
-        self.evict_least_recent(live - max)
+        self.evict_least_recent(live - max + max / 64)
     }
 
     /// Evicts the `count` least recently used idle actors (fewer when fewer
-    /// are idle); returns the evicted objects.
+    /// are idle); returns the evicted objects. An actor that another thread
+    /// evicts meanwhile does not count, so concurrent callers each evict
+    /// their own.
     pub(super) fn evict_least_recent(&self, count: usize) -> Vec<ObjectId> {
-        let mut idle: Vec<(u64, ObjectId)> = self
-            .map()
-            .iter()
-            .filter(|(_, slot)| slot.state.try_lock().is_ok_and(|s| s.actor.is_some()))
-            .map(|(id, slot)| (slot.last_used_ms.load(Ordering::Relaxed), id.clone()))
-            .collect();
-        idle.sort_unstable_by_key(|(last_used, _)| *last_used);
-        let oldest: Vec<ObjectId> = idle.into_iter().take(count).map(|(_, id)| id).collect();
-        oldest.into_iter().filter(|id| self.evict(id)).collect()
+        let mut retiring = Vec::new();
+        for (_, slot) in self.by_last_use(|_| true) {
+            if retiring.len() >= count {
+                break;
+            }
+            let Ok(state) = slot.state.clone().try_lock_owned() else {
+                continue;
+            };
+            if !state.retired && state.actor.is_some() {
+                retiring.push(retire_held(slot, state));
+            }
+        }
+        self.finish_retiring(retiring)
     }
 
     /// Retires every slot, waiting for running dispatches until `deadline`;
@@ -372,6 +480,10 @@ impl Registry {
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectId, Arc<Slot>>> {
         self.slots.lock().expect("actor registry lock")
+    }
+
+    fn open_order(&self) -> std::sync::MutexGuard<'_, VecDeque<Weak<Slot>>> {
+        self.open_order.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -412,16 +524,31 @@ struct Retiring {
     state: OwnedMutexGuard<SlotState>,
 }
 
+/// Runs `f` on the actor of `slot` when the slot is idle: not held, not
+/// retired, no commit waiting, an actor live. `None` when it is not.
+fn on_idle_actor<T>(slot: &Slot, f: impl FnOnce(&mut Actor) -> T) -> Option<T> {
+    let mut state = slot.state.try_lock().ok()?;
+    if state.retired || !state.batch.is_empty() {
+        return None;
+    }
+    state.actor.as_mut().map(f)
+}
+
 /// Retires an idle slot: `None` when the slot is busy. Its actor is dropped
 /// by [`Registry::finish_retiring`] once the map's lock is released, since
 /// dropping closes the database.
-fn retire(id: &ObjectId, slot: &Arc<Slot>) -> Option<Retiring> {
-    let mut state = slot.state.clone().try_lock_owned().ok()?;
+fn retire(slot: &Arc<Slot>) -> Option<Retiring> {
+    let state = slot.state.clone().try_lock_owned().ok()?;
+    Some(retire_held(slot.clone(), state))
+}
+
+/// Retires `slot`, whose lock `state` holds.
+fn retire_held(slot: Arc<Slot>, mut state: OwnedMutexGuard<SlotState>) -> Retiring {
     state.commit_batch().deliver();
     state.retired = true;
-    Some(Retiring {
-        id: id.clone(),
-        slot: slot.clone(),
+    Retiring {
+        id: slot.id.clone(),
+        slot,
         state,
-    })
+    }
 }

@@ -18,6 +18,10 @@ mod sql;
 use std::{
     cell::{Cell, OnceCell},
     path::{Path, PathBuf},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -69,6 +73,10 @@ pub fn database_path_for_hash(root: &Path, hash: &str) -> PathBuf {
 pub struct ObjectStorage {
     /// The connection, empty while closed.
     conn: OnceCell<Connection>,
+    /// Counts the connection in an [`OpenDatabases`] while it is open.
+    counted: OnceCell<OpenGuard>,
+    /// Where open connections are counted, if anywhere.
+    open_databases: Option<OpenDatabases>,
     path: PathBuf,
     id: ObjectId,
     durability: Durability,
@@ -83,6 +91,38 @@ pub struct ObjectStorage {
     /// The current dispatch's deadline, which bounds how long opening the
     /// database waits for another process's lock.
     deadline: Option<Instant>,
+}
+
+/// How many object databases are open, among the [`ObjectStorage`]s counted
+/// in it ([`ObjectStorage::count_in`]).
+///
+/// Each open database holds two files (the database and its write-ahead
+/// log), and SQLite's Unix layer walks a list of every file the process has
+/// open each time it opens another, so a server that kept thousands open
+/// would pay for each of them on every new object.
+#[derive(Debug, Clone, Default)]
+pub struct OpenDatabases(Arc<AtomicUsize>);
+
+impl OpenDatabases {
+    /// How many are open now.
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn guard(&self) -> OpenGuard {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        OpenGuard(self.0.clone())
+    }
+}
+
+/// One open database in an [`OpenDatabases`] count, until dropped.
+#[derive(Debug)]
+struct OpenGuard(Arc<AtomicUsize>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The largest write-ahead log that closing an idle database leaves as it
@@ -120,6 +160,8 @@ impl ObjectStorage {
         let conn = connect(&path, id, durability, BUSY_TIMEOUT)?;
         Ok(Self {
             conn: OnceCell::from(conn),
+            counted: OnceCell::new(),
+            open_databases: None,
             path,
             id: id.clone(),
             durability,
@@ -128,6 +170,17 @@ impl ObjectStorage {
             begin_pending: Cell::new(false),
             deadline: None,
         })
+    }
+
+    /// Counts this database in `open` while its connection is open (from
+    /// now on, and each time it opens again).
+    #[must_use]
+    pub fn count_in(mut self, open: &OpenDatabases) -> Self {
+        if self.is_open() {
+            let _ = self.counted.set(open.guard());
+        }
+        self.open_databases = Some(open.clone());
+        self
     }
 
     /// The connection, opened again if it was closed (and the pending
@@ -147,6 +200,9 @@ impl ObjectStorage {
                 .map_err(|e| StorageError::context("begin a transaction", e))?;
             self.begin_pending.set(false);
             self.in_transaction.set(true);
+        }
+        if let Some(open) = &self.open_databases {
+            let _ = self.counted.set(open.guard());
         }
         Ok(self.conn.get_or_init(|| conn))
     }
@@ -190,6 +246,7 @@ impl ObjectStorage {
             let _ = conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true);
         }
         drop(conn);
+        self.counted.take();
         true
     }
 

@@ -1,13 +1,14 @@
 //! The live-object bound under load: actors evicted and started again while
 //! their objects are in use keep every acknowledged write, and more busy
 //! objects than the instance pool holds get 503 `overloaded`, not a hang or
-//! a 500.
+//! a 500. The bound on open databases closes idle actors' databases and
+//! keeps them live.
 
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::support::{ServerBuilder, fixture};
+use crate::support::{BinaryServer, ServerBuilder, fixture, post_json};
 
 #[tokio::test]
 async fn objects_evicted_and_started_again_under_load_lose_nothing() {
@@ -197,4 +198,112 @@ async fn busy_actors_over_the_memory_budget_get_overloaded_not_killed_neighbours
     // With the first one idle, it is evicted to make room.
     let retried = server.rpc("HOARDER", "b", "hold", json!([150, 0])).await;
     assert_eq!(retried.status, 200, "{}", retried.text);
+}
+
+/// Waits, at most five seconds, until `done`.
+async fn eventually(done: impl Fn() -> bool) -> bool {
+    for _ in 0..500 {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    done()
+}
+
+#[tokio::test]
+async fn past_the_bound_on_open_databases_idle_actors_close_theirs_and_stay_live() {
+    let server = ServerBuilder::new(fixture("reference/objects.js"))
+        .config(|c| c.eviction.max_open_databases = Some(4))
+        .start()
+        .await;
+    for round in 1..=2 {
+        for object in 0..12 {
+            let name = format!("o{object}");
+            assert_eq!(
+                server.call("COUNTER", &name, "increment", json!([1])).await,
+                json!(round),
+                "{name} keeps its count when its database opens again"
+            );
+        }
+        assert!(
+            eventually(|| server.runtime.open_databases() <= 4).await,
+            "round {round}: {} databases stay open",
+            server.runtime.open_databases()
+        );
+    }
+    assert_eq!(server.runtime.live_objects(), 12, "the actors stay live");
+    assert_eq!(server.runtime.actor_starts(), 12, "none was started twice");
+}
+
+#[tokio::test]
+async fn an_open_file_limit_too_low_for_the_open_databases_lowers_their_bound_only() {
+    // 600 files leave (600 - 256) / 2 = 172 databases, half of which are
+    // kept for the moments the bound is passed: 86.
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg("ulimit -n 600 && exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_go-go-objects"))
+        .args(["--max-live-objects", "5000", "--storage"])
+        .arg(dir.path());
+    let server = BinaryServer::start_command(command);
+    // More objects than the limit has files for: each stays live.
+    for object in 0..300 {
+        let reply = post_json(
+            &server.base,
+            &format!("/rpc/COUNTER/o{object}/increment"),
+            "[1]",
+        )
+        .await;
+        assert_eq!(
+            reply.result(),
+            json!(1),
+            "object {object}: {}",
+            reply.json()
+        );
+    }
+    let warnings = server.log_lines("needs more open files");
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("--max-open-databases 1024")
+            && warnings[0].contains("at most 86 open"),
+        "{}",
+        warnings[0]
+    );
+}
+
+#[tokio::test]
+async fn new_objects_over_the_memory_budget_evict_idle_ones_without_failing() {
+    // Room for about 24 actors (each counts 1 MiB and what it grew); new
+    // objects arrive eight at a time, so starts reclaim memory concurrently
+    // and must each find idle actors of their own to evict (at most eight
+    // are busy, so there always are some).
+    let server = ServerBuilder::new(fixture("reference/objects.js"))
+        .config(|c| c.eviction.max_total_memory = Some(24 * MIB))
+        .start()
+        .await;
+    let server = std::sync::Arc::new(server);
+    let tasks: Vec<_> = (0..8)
+        .map(|task| {
+            let server = server.clone();
+            tokio::spawn(async move {
+                for i in 0..60 {
+                    let name = format!("n{task}-{i}");
+                    let reply = server.rpc("COUNTER", &name, "increment", json!([1])).await;
+                    assert_eq!(reply.status, 200, "{name}: {}", reply.text);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        tokio::time::timeout(Duration::from_secs(120), task)
+            .await
+            .expect("the starts finish")
+            .unwrap();
+    }
+    assert!(server.runtime.memory_in_use().unwrap() <= 24 * MIB);
+    assert!(server.runtime.live_objects() <= 24);
 }

@@ -267,6 +267,16 @@ impl Actor {
             .is_some_and(crate::storage::ObjectStorage::close_idle)
     }
 
+    /// Whether the actor's database is open.
+    pub(crate) fn database_is_open(&self) -> bool {
+        self.store
+            .data()
+            .host()
+            .storage
+            .as_ref()
+            .is_some_and(crate::storage::ObjectStorage::is_open)
+    }
+
     /// Gives back the pages of the actor's memory that hold what `pristine`
     /// holds; returns how many bytes. The actor's next dispatch maps them
     /// again (see [`needs_prefault`](Self::needs_prefault)).
