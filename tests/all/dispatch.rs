@@ -510,3 +510,82 @@ async fn the_response_limit_counts_the_result_not_its_envelope() {
         rpc.text
     );
 }
+
+const NUMBERS: &str = r#"
+class Numbers {
+  constructor(state) { this.state = state; }
+  fib(n) { return n < 2 ? n : this.fib(n - 1) + this.fib(n - 2); }
+  fibOfInteger(n) { return this.fib(n | 0); }
+  fibOfDouble(n) { return this.fib(n + 0.5 - 0.5); }
+  store(n) { this.state.storage.put('n', n); }
+  fibOfStored() { return this.fib(this.state.storage.get('n')); }
+  same(n) { return [Object.is(n, -0), n, n + 1, n * 2]; }
+}
+exports.objects = { Numbers };
+"#;
+
+#[tokio::test]
+async fn whole_numbers_from_json_are_integers_to_the_engine() {
+    let server = ServerBuilder::new(go_go_objects::bundle::Bundle::from_source(
+        "numbers.js",
+        NUMBERS,
+    ))
+    .start()
+    .await;
+    // JSON's numbers arrive as doubles; arithmetic on doubles takes the
+    // engine's slow path. An argument or a stored value that is a whole
+    // number costs no more than one made an integer in JavaScript (`n | 0`,
+    // which costs a little itself).
+    let fuel = |reply: crate::support::Reply| {
+        assert_eq!(reply.result(), json!(6765), "{}", reply.text);
+        reply.fuel()
+    };
+    // First calls pay for looking methods up once.
+    server.call("NUMBERS", "n", "store", json!([1])).await;
+    for method in ["fib", "fibOfInteger", "fibOfDouble", "fibOfStored"] {
+        server.call("NUMBERS", "n", method, json!([1])).await;
+    }
+    let argument = fuel(server.rpc("NUMBERS", "n", "fib", json!([20])).await);
+    let integer = fuel(
+        server
+            .rpc("NUMBERS", "n", "fibOfInteger", json!([20]))
+            .await,
+    );
+    assert!(
+        argument <= integer,
+        "{argument} fuel for a JSON argument, {integer} for an integer"
+    );
+    let double = fuel(server.rpc("NUMBERS", "n", "fibOfDouble", json!([20])).await);
+    assert!(
+        integer * 5 < double * 4,
+        "{integer} fuel for an integer, {double} for a double"
+    );
+    server.call("NUMBERS", "n", "store", json!([20])).await;
+    let stored = fuel(server.rpc("NUMBERS", "n", "fibOfStored", json!([])).await);
+    assert!(
+        stored * 5 < double * 4,
+        "{stored} fuel for a stored number, {double} for a double"
+    );
+
+    // Nothing JavaScript can see changes: -0, fractions and numbers past 32
+    // bits stay what they were.
+    for (arg, expected) in [
+        (json!(-0.0), json!([true, 0, 1, 0])),
+        (json!(0), json!([false, 0, 1, 0])),
+        (json!(1.5), json!([false, 1.5, 2.5, 3])),
+        (
+            json!(2147483648u64),
+            json!([false, 2147483648u64, 2147483649u64, 4294967296u64]),
+        ),
+        (
+            json!(-2147483649i64),
+            json!([false, -2147483649i64, -2147483648i64, -4294967298i64]),
+        ),
+    ] {
+        assert_eq!(
+            server.call("NUMBERS", "n", "same", json!([arg])).await,
+            expected,
+            "{arg}"
+        );
+    }
+}

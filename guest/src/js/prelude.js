@@ -305,8 +305,10 @@
     return text;
   }
 
+  // A stored value (a number from storage is an integer where it can be:
+  // see intIfIntegral in clone.js).
   function decodeValue(text) {
-    return text === null || text === undefined ? undefined : JSONparse(text);
+    return text === null || text === undefined ? undefined : internals.clone.intIfIntegral(JSONparse(text));
   }
 
   function listOptions(options) {
@@ -776,7 +778,10 @@
     if (method === null) {
       throw coded('method_not_found', 'method `' + input.method + '` is not an RPC method of ' + className);
     }
-    return ReflectApply(method, instance, input.args);
+    const args = input.args;
+    const intIfIntegral = internals.clone.intIfIntegral;
+    for (let i = 0; i < args.length; i++) args[i] = intIfIntegral(args[i]);
+    return ReflectApply(method, instance, args);
   }
 
   // An RPC from a Cloudflare-flavour stub: arguments and result by
