@@ -192,6 +192,9 @@ fn make_image(
     let host = HostContext::probe(config.limits.clone(), config.clock.clone());
     let mut actor = Actor::instantiate(engine, preinit.instance_pre(), host)
         .map_err(|e| load_failed(e.message))?;
+    actor
+        .check_abi_version()
+        .map_err(|e| load_failed(format!("{e:#}")))?;
     let context = CallContext {
         deadline: config.limits.cpu_timeout.map(|t| Instant::now() + t),
         ..CallContext::default()

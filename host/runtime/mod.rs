@@ -1052,3 +1052,41 @@ impl StubDispatcher for Stubs {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new actor's memory is left alone until it is prefaulted: a page
+    /// read before would be mapped shared (with fifteen neighbours), and
+    /// each of them the actor then writes copied with a TLB flush on every
+    /// CPU (see `Actor::check_abi_version`).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_new_actor_touches_none_of_its_memory_before_it_is_prefaulted() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = RuntimeConfig {
+            storage_root: dir.path().to_path_buf(),
+            ..RuntimeConfig::default()
+        };
+        let runtime = Runtime::new(Bundle::builtin_counter(), None, config).unwrap();
+        let shared = &runtime.shared;
+        let id = ObjectId::new("COUNTER", "untouched").unwrap();
+        let host = HostContext::for_object(
+            id,
+            ObjectServices {
+                storage: ObjectStorage::open(dir.path(), &ObjectId::new("COUNTER", "u").unwrap())
+                    .unwrap(),
+                stubs: Arc::new(Stubs(Arc::downgrade(shared))),
+                alarms: shared.alarms.clone(),
+                memory_budget: None,
+            },
+            shared.config.limits.clone(),
+            shared.classes.clone(),
+            shared.config.clock.clone(),
+        );
+        let actor = Actor::instantiate(&shared.engine, &shared.image.pre, host).unwrap();
+        let profile = actor.page_profile().expect("pagemap is readable");
+        assert_eq!(profile.bytes(), (0, 0), "{profile:?}");
+    }
+}

@@ -102,7 +102,7 @@ pub(crate) struct PristineInstance {
 }
 
 impl PristineInstance {
-    /// Instantiates `pre` without calling into it (not even the ABI check).
+    /// Instantiates `pre` without calling into it.
     ///
     /// # Errors
     ///
@@ -244,6 +244,30 @@ impl Actor {
             alarm_dirty: false,
             released_pages: false,
         })
+    }
+
+    /// Checks that the guest speaks this host's ABI version.
+    ///
+    /// The guest module is checked once, when a bundle's image is made from
+    /// it; an image records the guest it was made from, and one made from
+    /// another guest is refused (`image::from_wasm`), so actors started from
+    /// an image skip the check. Calling into every new instance would touch
+    /// its memory before it is prefaulted (the page the call reads and, by
+    /// the kernel's fault-around, fifteen more get mapped shared, and each of
+    /// those the actor later writes costs a TLB flush on every CPU).
+    ///
+    /// # Errors
+    ///
+    /// When the guest has no version export, or another version.
+    pub(crate) fn check_abi_version(&mut self) -> wasmtime::Result<()> {
+        let version: TypedFunc<(), i32> = self
+            .instance
+            .get_typed_func(&mut self.store, names::EXPORT_ABI_VERSION)?;
+        let version = version.call(&mut self.store, ())?;
+        if version != ABI_VERSION as i32 {
+            wasmtime::bail!("the guest speaks ABI version {version}, the host {ABI_VERSION}");
+        }
+        Ok(())
     }
 
     /// The module whose initial state is this instance's state now (after
@@ -684,12 +708,6 @@ impl Actor {
 
 impl Exports {
     fn resolve(instance: &Instance, store: &mut Store<ActorState>) -> wasmtime::Result<Self> {
-        let version: TypedFunc<(), i32> =
-            instance.get_typed_func(&mut *store, names::EXPORT_ABI_VERSION)?;
-        let version = version.call(&mut *store, ())?;
-        if version != ABI_VERSION as i32 {
-            wasmtime::bail!("the guest speaks ABI version {version}, the host {ABI_VERSION}");
-        }
         Ok(Self {
             memory: instance
                 .get_memory(&mut *store, names::EXPORT_MEMORY)
