@@ -61,6 +61,16 @@ pub const EXPORT_OUTPUT_LEN: &str = "ggo_output_len";
 /// The exported linear memory.
 pub const EXPORT_MEMORY: &str = "memory";
 
+/// The guest's shadow-stack pointer (a mutable `i32` global, exported by a
+/// linker flag in `.cargo/config.toml`). Between calls nothing lives below
+/// it, so an idle actor may give those pages back.
+pub const EXPORT_STACK_POINTER: &str = "__stack_pointer";
+
+/// The end of the guest's static data (an `i32` global, exported the same
+/// way): a stack pointer below it shows the stack comes first in memory,
+/// below all data, so that everything under the pointer is stack.
+pub const EXPORT_DATA_END: &str = "__data_end";
+
 /// Every export the host requires, for validation at load time.
 pub const REQUIRED_EXPORTS: &[&str] = &[
     EXPORT_MEMORY,

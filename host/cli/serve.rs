@@ -70,9 +70,9 @@ pub struct ServeArgs {
     pub idle_interval: Duration,
 
     /// A live actor idle this long closes its database (two open files and
-    /// about 100 KiB of memory) and gives back the memory pages it has not
-    /// changed; its next dispatch that uses storage opens the database
-    /// again, which costs about 0.1 ms (0 keeps everything).
+    /// about 100 KiB of memory) and gives back its stack and the memory
+    /// pages it has not changed; its next dispatch that uses storage opens
+    /// the database again, which costs about 0.1 ms (0 keeps everything).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub idle_release: Duration,
 

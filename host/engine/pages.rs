@@ -143,8 +143,13 @@ impl<'a> Pristine<'a> {
 
     /// Drops the resident pages of `memory` (an instance of the same image)
     /// whose bytes equal the pristine ones at the same offsets (zeros past
-    /// the pristine memory's end); returns how many bytes it gave back.
-    pub(crate) fn release_unchanged(&self, memory: &mut [u8]) -> usize {
+    /// the pristine memory's end), and those that lie wholly in `dead`,
+    /// whatever they hold; returns how many bytes it gave back.
+    ///
+    /// `dead` is the part of the memory that holds nothing anyone will read
+    /// before writing it again: the guest's stack below its stack pointer,
+    /// between calls.
+    pub(crate) fn release_unchanged(&self, memory: &mut [u8], dead: Range<usize>) -> usize {
         let page = platform::page_size();
         let Some(states) = platform::page_states(memory) else {
             return 0;
@@ -161,7 +166,10 @@ impl<'a> Pristine<'a> {
             .chunks_exact(page)
             .zip(&states)
             .enumerate()
-            .map(|(index, (bytes, state))| *state != PageState::Absent && unchanged(index, bytes))
+            .map(|(index, (bytes, state))| {
+                let within_dead = dead.start <= index * page && (index + 1) * page <= dead.end;
+                *state != PageState::Absent && (within_dead || unchanged(index, bytes))
+            })
             .collect();
         let mut released = 0;
         for (unchanged, run) in runs(&releasable, page) {
@@ -170,7 +178,8 @@ impl<'a> Pristine<'a> {
             // are what the mapping gives back when a page is dropped: the
             // image's bytes where `check` found the image mapped
             // copy-on-write, and zeros in the anonymous memory around and
-            // past it (where the pristine instance reads zeros too).
+            // past it (where the pristine instance reads zeros too). Or it
+            // lies in `dead`, whose bytes nobody reads before writing them.
             let given_back = unchanged && unsafe { platform::release(memory, run.clone()) };
             if given_back {
                 released += run.len();

@@ -274,6 +274,49 @@ exports.objects = { Memo };
     assert_eq!(after[0], json!(5010));
 }
 
+#[tokio::test]
+async fn idle_actors_give_back_the_stack_a_deep_recursion_wrote() {
+    const SOURCE: &str = r#"
+class Deep {
+  constructor(state) { this.state = state; this.calls = 0; }
+  depth(n) { this.calls++; return n === 0 ? 0 : 1 + this.depth(n - 1); }
+  calls() { return this.calls; }
+}
+exports.objects = { Deep };
+"#;
+    let clock = go_go_objects::clock::ManualClock::new(T0);
+    let bundle = go_go_objects::bundle::Bundle::from_source("deep.js", SOURCE);
+    let server = releasing_server(bundle, &clock).await;
+    // The same actor twice over: once shallow, once after a recursion 2,000
+    // calls deep, whose stack pages hold nothing once it has returned.
+    let mut given_back = Vec::new();
+    for (name, depth) in [("shallow", 1), ("deep", 2000)] {
+        assert_eq!(
+            server.call("DEEP", name, "depth", json!([depth])).await,
+            json!(depth)
+        );
+        clock.advance(std::time::Duration::from_secs(11));
+        let released = server.runtime.release_idle();
+        assert_eq!(released.actors, 1, "{released:?}");
+        given_back.push(released.bytes);
+    }
+    if cfg!(target_os = "linux") {
+        assert!(
+            given_back[1] >= given_back[0] + (512 << 10),
+            "the deep recursion's stack is given back: {given_back:?}"
+        );
+    }
+    // The stack works as before, and the object kept its state.
+    assert_eq!(
+        server.call("DEEP", "deep", "depth", json!([2000])).await,
+        json!(2000)
+    );
+    assert_eq!(
+        server.call("DEEP", "deep", "calls", json!([])).await,
+        json!(4002)
+    );
+}
+
 /// A release with no time left visits nobody and says so; the next one
 /// goes on where it stopped.
 #[tokio::test]

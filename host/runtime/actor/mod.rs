@@ -305,10 +305,32 @@ impl Actor {
     /// holds; returns how many bytes. The actor's next dispatch maps them
     /// again (see [`needs_prefault`](Self::needs_prefault)).
     pub(crate) fn release_unchanged_pages(&mut self, pristine: &Pristine<'_>) -> usize {
+        let dead = self.unused_stack();
         let memory = self.exports.memory;
-        let released = pristine.release_unchanged(memory.data_mut(&mut self.store));
+        let released = pristine.release_unchanged(memory.data_mut(&mut self.store), dead);
         self.released_pages |= released > 0;
         released
+    }
+
+    /// The part of the guest's memory below its stack pointer: stack that
+    /// holds nothing between calls (QuickJS keeps the frames of suspended
+    /// async functions on its heap). A recursion that once went deep leaves
+    /// its pages written; they are given back with the rest. Empty unless
+    /// the guest exports its stack pointer and the end of its data and the
+    /// stack lies below the data (wasm-ld's `--stack-first`, Rust's default
+    /// for wasm), so that everything under the pointer is stack.
+    fn unused_stack(&mut self) -> std::ops::Range<usize> {
+        let mut read = |name: &str| {
+            let global = self.instance.get_global(&mut self.store, name)?;
+            usize::try_from(global.get(&mut self.store).i32()?).ok()
+        };
+        match (
+            read(names::EXPORT_STACK_POINTER),
+            read(names::EXPORT_DATA_END),
+        ) {
+            (Some(stack_pointer), Some(data_end)) if stack_pointer <= data_end => 0..stack_pointer,
+            _ => 0..0,
+        }
     }
 
     /// Whether pages were given back since the actor last ran, so that it
