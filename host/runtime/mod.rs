@@ -603,18 +603,8 @@ impl Runtime {
         context: &CallContext,
     ) -> Result<Result<DispatchOutput, DispatchError>, DispatchError> {
         let started = Instant::now();
-        let was_open = guard
-            .state()
-            .actor
-            .as_ref()
-            .is_some_and(Actor::database_is_open);
         let actor = self.live_actor(guard, id, class, context)?;
         let result = actor.dispatch(kind, context);
-        if !was_open && actor.database_is_open() {
-            self.shared.registry.database_opened(guard);
-            self.bound_open_databases();
-        }
-        let actor = guard.state().actor.as_mut().expect("the actor ran");
         if result.is_ok() && self.shared.page_profile.get().is_none() {
             self.record_page_profile(actor);
         }
@@ -659,13 +649,18 @@ impl Runtime {
         answers
     }
 
-    /// Ends a dispatch: discards a poisoned actor and records the use.
+    /// Ends a dispatch: discards a poisoned actor, records the use, and
+    /// keeps the open databases within their bound.
     fn end_dispatch(&self, guard: &mut SlotGuard, id: &ObjectId) {
-        if guard.state().actor.as_ref().is_some_and(Actor::is_poisoned) {
+        let actor = guard.state().actor.as_ref();
+        if actor.is_some_and(Actor::is_poisoned) {
             guard.state().actor = None;
             self.stopped(id, StopReason::Discarded);
+        } else if actor.is_some_and(Actor::database_is_open) {
+            self.shared.registry.database_opened(guard);
         }
         guard.touch(self.shared.config.clock.now_ms());
+        self.bound_open_databases();
     }
 
     /// Tells the dispatches of a commit of `id` how it went, and reports
@@ -789,9 +784,9 @@ impl Runtime {
         Ok(actor)
     }
 
-    /// Past the bound on open databases, closes the database of one of the
-    /// least recently used idle actors for the one just opened (two while
-    /// far past it), so closing keeps pace with opening.
+    /// Past the bound on open databases, closes the databases of up to two
+    /// of the least recently used idle actors, so closing keeps pace with
+    /// opening (each dispatch opens one at most).
     fn bound_open_databases(&self) {
         let shared = &self.shared;
         let Some(max) = shared.config.eviction.max_open_databases else {

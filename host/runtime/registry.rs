@@ -299,9 +299,9 @@ impl Registry {
         (released, cutoff_ms)
     }
 
-    /// Records that the actor of `guard`'s slot has just opened its
-    /// database, so that [`close_least_recent_database`] may close it once
-    /// it is among the least recently used.
+    /// Records that the actor of `guard`'s slot has its database open, so
+    /// that [`close_least_recent_database`] may close it once it is among
+    /// the least recently used (nothing when it is recorded already).
     ///
     /// [`close_least_recent_database`]: Self::close_least_recent_database
     pub(super) fn database_opened(&self, guard: &SlotGuard) {
