@@ -311,12 +311,12 @@ impl Registry {
         }
         slot.open_order_ms
             .store(slot.last_used_ms.load(Ordering::Relaxed), Ordering::Relaxed);
-        let mut order = self.open_order();
-        order.push_back(Arc::downgrade(slot));
         // Slots that left the map linger until they come round; drop them
         // when they outnumber the rest, so the queue stays as long as the
-        // map.
+        // map. (The map's lock is never held while taking the queue's.)
         let slots = self.map().len();
+        let mut order = self.open_order();
+        order.push_back(Arc::downgrade(slot));
         if order.len() > 2 * slots + 64 {
             order.retain(|slot| slot.strong_count() > 0);
         }
