@@ -946,10 +946,20 @@ impl Reclaim for Reclaimer {
         let runtime = Runtime {
             shared: shared.clone(),
         };
+        let mut waits = 0;
         while budget.limit().saturating_sub(budget.used()) < bytes {
             let evicted = runtime.shared.registry.evict_least_recent(RECLAIM_BATCH);
             if evicted.is_empty() {
-                return false;
+                // Idle actors may be held for a moment by something else
+                // (the live-object bound evicting them, their database
+                // being closed, idle release): look again shortly before
+                // giving up.
+                if waits == RECLAIM_WAITS {
+                    return false;
+                }
+                waits += 1;
+                std::thread::sleep(RECLAIM_WAIT);
+                continue;
             }
             for id in &evicted {
                 runtime.stopped(id, StopReason::MemoryPressure);
@@ -958,6 +968,12 @@ impl Reclaim for Reclaimer {
         true
     }
 }
+
+/// How many times reclaiming looks again for idle actors when it found
+/// none, and how long it waits before each look (ten milliseconds in all
+/// before a 503 `overloaded`).
+const RECLAIM_WAITS: u32 = 10;
+const RECLAIM_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// Routes stub calls back into the runtime without keeping it alive.
 struct Stubs(Weak<Shared>);

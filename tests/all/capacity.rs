@@ -307,3 +307,46 @@ async fn new_objects_over_the_memory_budget_evict_idle_ones_without_failing() {
     assert!(server.runtime.memory_in_use().unwrap() <= 24 * MIB);
     assert!(server.runtime.live_objects() <= 24);
 }
+
+#[tokio::test]
+async fn the_memory_budget_and_the_live_object_bound_evicting_together_do_not_refuse() {
+    // Each dispatch needs about 3 MiB for a moment; three run at once, so
+    // 16 MiB always has room once idle actors go. New objects keep the
+    // live-object bound evicting too, and reclaiming must not give up
+    // while it does.
+    const SOURCE: &str = r#"
+class Temp {
+  constructor(state) { this.state = state; }
+  tmp(kb) { let x = new Uint8Array(kb * 1024); x.fill(2); x = null; return kb; }
+}
+exports.objects = { Temp };
+"#;
+    let server = ServerBuilder::new(go_go_objects::bundle::Bundle::from_source(
+        "temp.js", SOURCE,
+    ))
+    .config(|c| {
+        c.eviction.max_total_memory = Some(16 * MIB);
+        c.eviction.max_live_objects = Some(3);
+    })
+    .start()
+    .await;
+    let server = std::sync::Arc::new(server);
+    let tasks: Vec<_> = (0..3)
+        .map(|task| {
+            let server = server.clone();
+            tokio::spawn(async move {
+                for i in 0..60 {
+                    let name = format!("t{task}-{i}");
+                    let reply = server.rpc("TEMP", &name, "tmp", json!([3000])).await;
+                    assert_eq!(reply.status, 200, "{name}: {}", reply.text);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        tokio::time::timeout(Duration::from_secs(120), task)
+            .await
+            .expect("the calls finish")
+            .unwrap();
+    }
+}
