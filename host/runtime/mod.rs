@@ -234,7 +234,7 @@ impl Runtime {
             .context("failed to start the dispatch threads")
             .map_err(StartError::Engine)?;
         for root in config.storage_roots() {
-            std::fs::create_dir_all(root)
+            crate::storage::create_dirs(root)
                 .with_context(|| format!("failed to create the storage root `{}`", root.display()))
                 .map_err(StartError::Engine)?;
         }

@@ -155,7 +155,7 @@ impl ObjectStorage {
     ) -> Result<Self, StorageError> {
         let path = database_path(root, id);
         let dir = path.parent().expect("database path has a parent");
-        std::fs::create_dir_all(dir)
+        create_dirs(dir)
             .map_err(|e| StorageError::context(&format!("create `{}`", dir.display()), e))?;
         let conn = connect(&path, id, durability, BUSY_TIMEOUT)?;
         Ok(Self {
@@ -672,6 +672,35 @@ pub struct StoredAlarm {
     pub id: ObjectId,
     /// Its alarm.
     pub alarm: AlarmRow,
+}
+
+/// Creates `dir` and whichever of its parents are missing, each synced
+/// into its parent directory, so that files synced inside them are found
+/// after a power loss too (a new file's sync makes its own entry durable,
+/// not the entries of the directories above it).
+///
+/// # Errors
+///
+/// When a directory cannot be created or synced.
+pub(crate) fn create_dirs(dir: &Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_dirs(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        // Another thread may have made it a moment ago and not synced it
+        // yet: sync it here too.
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists || !dir.is_dir() => return Err(e),
+        _ => {}
+    }
+    let parent = match dir.parent() {
+        Some(parent) if parent.as_os_str().is_empty() => Path::new("."),
+        Some(parent) => parent,
+        None => return Ok(()),
+    };
+    std::fs::File::open(parent)?.sync_all()
 }
 
 /// Opens (creating if needed) the database at `path`, which belongs to

@@ -98,11 +98,12 @@ fn can_trace() -> bool {
 
 /// The paths of the files whose `fsync` or `fdatasync` completed in
 /// `lines` (the output of `strace -f -y`, each descriptor followed by its
-/// path, a call that another thread interrupted split in two lines).
-fn completed_syncs(lines: &[&str]) -> Vec<String> {
+/// path, a call that another thread interrupted split in two lines), with
+/// the index of the line where each completed.
+fn completed_syncs(lines: &[&str]) -> Vec<(usize, String)> {
     let mut pending = HashMap::new();
     let mut done = Vec::new();
-    for line in lines {
+    for (index, line) in lines.iter().enumerate() {
         let Some((pid, call)) = line.split_once(' ') else {
             continue;
         };
@@ -118,10 +119,10 @@ fn completed_syncs(lines: &[&str]) -> Vec<String> {
             if call.contains("<unfinished") {
                 pending.insert(pid.to_string(), path);
             } else if call.ends_with("= 0") {
-                done.push(path);
+                done.push((index, path));
             }
         } else if call.contains("sync resumed>") && call.ends_with("= 0") {
-            done.extend(pending.remove(pid));
+            done.extend(pending.remove(pid).map(|path| (index, path)));
         }
     }
     done
@@ -141,7 +142,7 @@ async fn a_new_objects_first_write_is_acknowledged_after_every_file_it_needs_is_
             "-f",
             "-y",
             "-e",
-            "trace=fsync,fdatasync,write,writev,sendto,sendmsg",
+            "trace=fsync,fdatasync,write,writev,sendto,sendmsg,mkdir,mkdirat",
         ])
         .arg("-o")
         .arg(&log)
@@ -173,24 +174,45 @@ async fn a_new_objects_first_write_is_acknowledged_after_every_file_it_needs_is_
         .position(|l| l.contains("HTTP/1.1 200"))
         .unwrap_or_else(|| panic!("no response in the trace:\n{trace}"));
     let synced = completed_syncs(&lines[..acknowledged]);
+    let synced_after = |after: usize, path: &dyn Fn(&str) -> bool| {
+        synced.iter().any(|(at, p)| *at > after && path(p))
+    };
     // Without its first page on disk SQLite would delete the log, and the
     // acknowledged write with it.
     assert!(
-        synced
-            .iter()
-            .any(|p| p.ends_with(".sqlite") && p.contains("/objects/")),
+        synced_after(0, &|p| p.ends_with(".sqlite") && p.contains("/objects/")),
         "the database file is synced before the response: {synced:?}"
     );
     assert!(
-        synced
-            .iter()
-            .any(|p| p.ends_with(".sqlite-wal") && p.contains("/objects/")),
+        synced_after(0, &|p| p.ends_with(".sqlite-wal")
+            && p.contains("/objects/")),
         "the write-ahead log is synced before the response: {synced:?}"
     );
     assert!(
-        synced
-            .iter()
-            .any(|p| p.contains("/objects/") && !p.contains(".sqlite")),
+        synced_after(0, &|p| p.contains("/objects/") && !p.contains(".sqlite")),
         "the directory that holds both is synced before the response: {synced:?}"
     );
+    // `objects` and `objects/<hh>` are new: each is synced into its parent
+    // after it is made.
+    let made: Vec<(usize, &str)> = lines[..acknowledged]
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.contains("mkdir") && l.ends_with("= 0"))
+        .filter_map(|(at, l)| Some((at, l.split('"').nth(1)?)))
+        .collect();
+    assert!(
+        made.iter()
+            .filter(|(_, dir)| dir.contains("/objects"))
+            .count()
+            >= 2,
+        "objects and objects/<hh> are made: {made:?}"
+    );
+    for (at, dir) in made {
+        let parent = std::path::Path::new(dir).parent().unwrap();
+        assert!(
+            synced_after(at, &|p| std::path::Path::new(p) == parent),
+            "{} is synced after {dir} is made, before the response: {synced:?}",
+            parent.display()
+        );
+    }
 }
