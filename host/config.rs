@@ -179,10 +179,10 @@ pub struct EvictionConfig {
     /// dispatch opens it again (about 0.1 ms). `None` keeps
     /// databases open as long as their actors live.
     pub idle_release: Option<Duration>,
-    /// The most object databases open at once. Past it, the least recently
-    /// used idle actors close theirs (a little later, on a dispatch thread)
-    /// until an eighth of the bound is free; they stay live and open it
-    /// again on their next storage call. `None` is no bound: a database
+    /// The most object databases open at once. Past it, each dispatch
+    /// closes the databases of up to two of the least recently used idle
+    /// actors; they stay live and open it again on their next storage
+    /// call. `None` is no bound: a database
     /// stays open while its actor lives (or until `idle_release`).
     pub max_open_databases: Option<usize>,
     /// The most memory all actors may hold together: each is counted for

@@ -237,8 +237,8 @@ const BASE_OPEN_FILES: u64 = 256;
 const FILES_PER_DATABASE: u64 = 2;
 
 /// Databases that may be open beyond `--max-open-databases` for a moment:
-/// the bound is restored a little after it is passed, and meanwhile every
-/// dispatch thread may open one.
+/// each dispatch closes two past the bound, but every dispatch thread may
+/// have opened one meanwhile.
 const OPEN_DATABASES_SLACK: u64 = 512;
 
 /// Raises the open-file limit to what the databases that `eviction` lets be

@@ -286,24 +286,7 @@ async fn new_objects_over_the_memory_budget_evict_idle_ones_without_failing() {
         .start()
         .await;
     let server = std::sync::Arc::new(server);
-    let tasks: Vec<_> = (0..8)
-        .map(|task| {
-            let server = server.clone();
-            tokio::spawn(async move {
-                for i in 0..60 {
-                    let name = format!("n{task}-{i}");
-                    let reply = server.rpc("COUNTER", &name, "increment", json!([1])).await;
-                    assert_eq!(reply.status, 200, "{name}: {}", reply.text);
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        tokio::time::timeout(Duration::from_secs(120), task)
-            .await
-            .expect("the starts finish")
-            .unwrap();
-    }
+    new_objects_at_once(&server, 8, 60, ("COUNTER", "increment", json!([1]))).await;
     assert!(server.runtime.memory_in_use().unwrap() <= 24 * MIB);
     assert!(server.runtime.live_objects() <= 24);
 }
@@ -331,13 +314,24 @@ exports.objects = { Temp };
     .start()
     .await;
     let server = std::sync::Arc::new(server);
-    let tasks: Vec<_> = (0..3)
+    new_objects_at_once(&server, 3, 60, ("TEMP", "tmp", json!([3000]))).await;
+}
+
+/// `tasks` clients at once, each calling `method(args)` of `namespace` on
+/// `calls` new objects one after another; every call must answer 200.
+async fn new_objects_at_once(
+    server: &std::sync::Arc<crate::support::TestServer>,
+    tasks: usize,
+    calls: usize,
+    (namespace, method, args): (&'static str, &'static str, serde_json::Value),
+) {
+    let tasks: Vec<_> = (0..tasks)
         .map(|task| {
-            let server = server.clone();
+            let (server, args) = (server.clone(), args.clone());
             tokio::spawn(async move {
-                for i in 0..60 {
-                    let name = format!("t{task}-{i}");
-                    let reply = server.rpc("TEMP", &name, "tmp", json!([3000])).await;
+                for i in 0..calls {
+                    let name = format!("n{task}-{i}");
+                    let reply = server.rpc(namespace, &name, method, args.clone()).await;
                     assert_eq!(reply.status, 200, "{name}: {}", reply.text);
                 }
             })
