@@ -10,16 +10,18 @@
 //! [`MAX_BATCH`] dispatches or is [`MAX_BATCH_AGE`] old, after a stub call
 //! (whose caller holds another object while it waits), and before the
 //! actor is discarded, evicted, or runs an alarm. One commit then
-//! acknowledges the whole batch (Cloudflare calls the rule that a response
-//! waits for its writes an output gate); a failed commit fails every
-//! response in it.
+//! acknowledges the whole batch, once it is durable (`output_gate.rs`); a
+//! failed commit fails every response in it.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
-use tokio::sync::oneshot;
+use tokio::{runtime::Handle, sync::oneshot};
 
-use super::actor::Actor;
-use crate::error::DispatchError;
+use super::{actor::Actor, output_gate::OutputGate};
+use crate::{error::DispatchError, storage::LogSync};
 
 /// The most dispatches one commit acknowledges.
 pub(super) const MAX_BATCH: usize = 128;
@@ -73,23 +75,24 @@ impl Batch {
         self.waiting.is_empty()
     }
 
-    /// Whether the batch has exactly one dispatch (it was just opened).
-    pub(super) fn just_opened(&self) -> bool {
-        self.waiting.len() == 1
-    }
-
     /// Commits the actor's open transaction; returns the answers of the
-    /// dispatches that waited for it.
-    pub(super) fn commit(&mut self, actor: &mut Actor) -> Answers {
-        let result = if actor.has_uncommitted() {
-            actor.commit()
+    /// dispatches that waited for it, which leave through `gate` once the
+    /// commit is durable.
+    pub(super) fn commit(&mut self, actor: &mut Actor, gate: &Arc<OutputGate>) -> Answers {
+        let (result, sync) = if actor.has_uncommitted() {
+            match actor.commit_unsynced() {
+                Ok(sync) => (Ok(()), sync),
+                Err(e) => (Err(e), None),
+            }
         } else {
-            Ok(())
+            (Ok(()), None)
         };
         self.opened = None;
         Answers {
             waiters: std::mem::take(&mut self.waiting),
             result,
+            sync,
+            gate: Some(gate.clone()),
         }
     }
 }
@@ -101,6 +104,10 @@ impl Batch {
 pub(super) struct Answers {
     waiters: Vec<Waiter>,
     result: Result<(), DispatchError>,
+    /// The sync that makes the commit durable, if it needs one.
+    sync: Option<LogSync>,
+    /// Where the answers wait for syncs.
+    gate: Option<Arc<OutputGate>>,
 }
 
 impl Answers {
@@ -109,6 +116,8 @@ impl Answers {
         Self {
             waiters: Vec::new(),
             result: Ok(()),
+            sync: None,
+            gate: None,
         }
     }
 
@@ -117,10 +126,62 @@ impl Answers {
         self.waiters.len()
     }
 
-    /// Tells every dispatch how its commit went.
+    /// Tells every dispatch how its commit went, once it is durable; a sync
+    /// it needs runs on this thread unless one already runs.
     pub(super) fn deliver(self) {
+        self.deliver_with(None);
+    }
+
+    /// [`deliver`](Self::deliver), with a sync it needs run on a thread of
+    /// `workers`.
+    pub(super) fn deliver_on(self, workers: &Handle) {
+        self.deliver_with(Some(workers));
+    }
+
+    fn deliver_with(self, workers: Option<&Handle>) {
+        if self.waiters.is_empty() {
+            // Nobody waits: later answers wait for the syncs they need.
+            return;
+        }
+        match self.gate.clone() {
+            Some(gate) => gate.pass(self, workers),
+            None => self.release(&Ok(())),
+        }
+    }
+
+    /// The answers of a commit that went well, for tests of the gate.
+    #[cfg(test)]
+    pub(super) fn committed(
+        waiters: Vec<Waiter>,
+        sync: Option<LogSync>,
+        gate: &Arc<OutputGate>,
+    ) -> Self {
+        Self {
+            waiters,
+            result: Ok(()),
+            sync,
+            gate: Some(gate.clone()),
+        }
+    }
+
+    /// Whether the commit waits for a sync of its own.
+    pub(super) fn needs_sync(&self) -> bool {
+        self.sync.is_some()
+    }
+
+    /// The sync the commit waits for.
+    pub(super) fn log_sync(&self) -> Option<&LogSync> {
+        self.sync.as_ref()
+    }
+
+    /// Tells every dispatch how its commit went, given how its sync went.
+    pub(super) fn release(self, synced: &Result<(), DispatchError>) {
+        let result = match (self.result, synced) {
+            (Ok(()), Err(e)) => Err(e.clone()),
+            (result, _) => result,
+        };
         for waiter in self.waiters {
-            waiter(&self.result);
+            waiter(&result);
         }
     }
 }

@@ -161,7 +161,8 @@ impl Runtime {
         let _abandon = Abandon(mailbox);
         let mut outbox = Outbox::default();
         while let Some(letter) = mailbox.next() {
-            outbox.send(self, id);
+            // The object goes on while their commit is synced.
+            outbox.send_later(self, id);
             if letter.reply.is_closed() {
                 continue;
             }
@@ -185,7 +186,11 @@ impl Runtime {
             }
             if guard.lock_waiters() > 0 {
                 // An alarm or a stub call goes first; the rest of the
-                // mailbox queues behind it.
+                // mailbox queues behind it. Either commits the open batch
+                // before it runs, unless it gives up waiting first.
+                if !guard.state().batch.is_empty() {
+                    self.flush_later(id.clone());
+                }
                 drop(guard);
                 outbox.send(self, id);
                 if mailbox.keeps_drainer() {
@@ -212,10 +217,23 @@ struct Outbox {
 }
 
 impl Outbox {
+    /// Sends the answers, running a sync they need on this thread.
     fn send(&mut self, runtime: &Runtime, id: &ObjectId) {
         for answers in self.answers.drain(..) {
             runtime.answer(id, answers);
         }
+        self.send_refused();
+    }
+
+    /// Sends the answers, running a sync they need on a thread of its own.
+    fn send_later(&mut self, runtime: &Runtime, id: &ObjectId) {
+        for answers in self.answers.drain(..) {
+            runtime.answer_later(id, answers);
+        }
+        self.send_refused();
+    }
+
+    fn send_refused(&mut self) {
         for (reply, error) in self.refused.drain(..) {
             let _ = reply.send(Err(error));
         }

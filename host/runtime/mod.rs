@@ -27,6 +27,7 @@ mod batch;
 mod builder;
 mod image;
 mod mailbox;
+mod output_gate;
 mod registry;
 mod scheduler;
 mod waits;
@@ -640,9 +641,8 @@ impl Runtime {
         let answers = if waiting == 0 || poisoned || state.batch.is_due() {
             state.commit_batch()
         } else {
-            if state.batch.just_opened() {
-                self.flush_later(id.clone());
-            }
+            // Whoever runs next commits it: this drainer, or what it hands
+            // the slot to (see `mailbox.rs`).
             batch::Answers::none()
         };
         self.end_dispatch(guard, id);
@@ -652,6 +652,13 @@ impl Runtime {
     /// Ends a dispatch: discards a poisoned actor, records the use, and
     /// keeps the open databases within their bound.
     fn end_dispatch(&self, guard: &mut SlotGuard, id: &ObjectId) {
+        let state = guard.state();
+        if state.gate.has_failed()
+            && let Some(actor) = state.actor.as_mut()
+        {
+            // A sync of its log failed: what the log holds is in doubt.
+            actor.poison();
+        }
         let actor = guard.state().actor.as_ref();
         if actor.is_some_and(Actor::is_poisoned) {
             guard.state().actor = None;
@@ -663,9 +670,22 @@ impl Runtime {
         self.bound_open_databases();
     }
 
-    /// Tells the dispatches of a commit of `id` how it went, and reports
-    /// it.
+    /// Tells the dispatches of a commit of `id` how it went once it is
+    /// durable, and reports it. A sync it needs runs on this thread, unless
+    /// one already runs.
     fn answer(&self, id: &ObjectId, answers: batch::Answers) {
+        self.report_commit(id, &answers);
+        answers.deliver();
+    }
+
+    /// [`answer`](Self::answer), with a sync it needs run on a thread of its
+    /// own: for a thread that goes on with the object's next dispatch.
+    fn answer_later(&self, id: &ObjectId, answers: batch::Answers) {
+        self.report_commit(id, &answers);
+        answers.deliver_on(self.shared.workers.handle());
+    }
+
+    fn report_commit(&self, id: &ObjectId, answers: &batch::Answers) {
         let dispatches = answers.len();
         if dispatches > 0 {
             self.shared
@@ -673,12 +693,11 @@ impl Runtime {
                 .events
                 .emit(&Event::Committed { id, dispatches });
         }
-        answers.deliver();
     }
 
     /// Commits the batch of `id` a little later if nothing else did: the
     /// dispatches that kept it open may have been cancelled.
-    fn flush_later(&self, id: ObjectId) {
+    pub(super) fn flush_later(&self, id: ObjectId) {
         let runtime = self.clone();
         self.shared.workers.handle().spawn(async move {
             tokio::time::sleep(batch::MAX_BATCH_AGE).await;
@@ -707,6 +726,9 @@ impl Runtime {
         guard.touch(self.shared.config.clock.now_ms());
         let started = guard.state().actor.is_none();
         if started {
+            if guard.state().gate.has_failed() {
+                guard.state().gate.reset();
+            }
             guard.state().actor = Some(self.start_actor(id, class, context)?);
         } else if let Some(actor) = guard.state().actor.as_mut()
             && actor.needs_prefault()

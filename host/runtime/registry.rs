@@ -32,6 +32,7 @@ use super::{
     actor::Actor,
     batch::{Answers, Batch},
     mailbox::Mailbox,
+    output_gate::OutputGate,
     waits::WaitGraph,
 };
 use crate::id::ObjectId;
@@ -43,6 +44,8 @@ pub(super) struct SlotState {
     pub(super) actor: Option<Actor>,
     /// Dispatches whose writes wait for the actor's next commit.
     pub(super) batch: Batch,
+    /// Where their answers wait for their commits' syncs.
+    pub(super) gate: Arc<OutputGate>,
     /// Set when the slot left the map; its holder must look again.
     retired: bool,
 }
@@ -52,7 +55,7 @@ impl SlotState {
     /// dispatches it acknowledged.
     pub(super) fn commit_batch(&mut self) -> Answers {
         match self.actor.as_mut() {
-            Some(actor) => self.batch.commit(actor),
+            Some(actor) => self.batch.commit(actor, &self.gate),
             None => Answers::none(),
         }
     }
@@ -469,6 +472,7 @@ impl Registry {
             match tokio::time::timeout_at(deadline.into(), locking).await {
                 Ok(mut state) => {
                     state.commit_batch().deliver();
+                    state.gate.wait_idle();
                     state.retired = true;
                     state.actor = None;
                 }
@@ -545,6 +549,9 @@ fn retire(slot: &Arc<Slot>) -> Option<Retiring> {
 /// Retires `slot`, whose lock `state` holds.
 fn retire_held(slot: Arc<Slot>, mut state: OwnedMutexGuard<SlotState>) -> Retiring {
     state.commit_batch().deliver();
+    // A later slot for the object has a gate of its own: every answer that
+    // waits for a sync here leaves before it can answer anything.
+    state.gate.wait_idle();
     state.retired = true;
     Retiring {
         id: slot.id.clone(),

@@ -2,8 +2,10 @@
 //!
 //! The file for an object lives at `<root>/objects/<hh>/<hash>.sqlite`, where
 //! `hash` is the object's [`ObjectId::hash`] and `hh` its first two
-//! characters. Databases use WAL with `synchronous = FULL`, so a committed
-//! dispatch survives a crash of the process or the machine.
+//! characters. Databases use WAL. With [`Durability::Full`] a commit counts
+//! once its log is synced ([`LogSync`]), so a committed dispatch survives a
+//! crash of the process or the machine; the sync may run on another thread
+//! while the object goes on (see [`ObjectStorage::commit_unsynced`]).
 //!
 //! Every dispatch runs inside one SQLite transaction ([`ObjectStorage::begin`]
 //! / [`commit`](ObjectStorage::commit) / [`rollback`](ObjectStorage::rollback));
@@ -25,7 +27,9 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, config::DbConfig, params};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, TransactionState, config::DbConfig, params,
+};
 
 use crate::id::ObjectId;
 
@@ -91,6 +95,71 @@ pub struct ObjectStorage {
     /// The current dispatch's deadline, which bounds how long opening the
     /// database waits for another process's lock.
     deadline: Option<Instant>,
+    /// Whether the directory must be synced with the log's next sync: the
+    /// connection opened (and may have created) the log since the last one.
+    directory_unsynced: Cell<bool>,
+}
+
+/// The sync that makes the commits written to one object's write-ahead log
+/// durable, which may run on any thread.
+///
+/// With [`Durability::Full`] SQLite writes a commit into the log without
+/// syncing it (`synchronous = NORMAL`, whose checkpoints still sync the log
+/// before copying it and the database after), and the commit counts once
+/// this has run. It syncs the log by its path: the log a commit went into
+/// is either still there or was checkpointed into the database, synced, and
+/// removed when its connection closed, so a log that is gone holds nothing
+/// unsynced.
+#[derive(Debug, Clone)]
+pub struct LogSync {
+    log: PathBuf,
+    /// The database's directory, when the log may be new in it.
+    directory: Option<PathBuf>,
+}
+
+impl LogSync {
+    /// A sync of the file at `log` alone, for tests elsewhere in the crate.
+    #[cfg(test)]
+    pub(crate) fn of_file(log: PathBuf) -> Self {
+        Self {
+            log,
+            directory: None,
+        }
+    }
+
+    /// Makes this sync also cover everything `other` covers (both belong to
+    /// the same database).
+    pub fn absorb(&mut self, other: Self) {
+        if self.directory.is_none() {
+            self.directory = other.directory;
+        }
+    }
+
+    /// Syncs the log, and the directory when the log may be new in it.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] naming the file that could not be synced; the
+    /// commits it covers may then be lost in a power failure.
+    pub fn perform(&self) -> Result<(), StorageError> {
+        let sync = |path: &Path| -> std::io::Result<()> {
+            match std::fs::File::open(path) {
+                Ok(file) => file.sync_data(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(e),
+            }
+        };
+        sync(&self.log)
+            .map_err(|e| StorageError::context(&format!("sync `{}`", self.log.display()), e))?;
+        if let Some(directory) = &self.directory {
+            std::fs::File::open(directory)
+                .and_then(|dir| dir.sync_all())
+                .map_err(|e| {
+                    StorageError::context(&format!("sync `{}`", directory.display()), e)
+                })?;
+        }
+        Ok(())
+    }
 }
 
 /// How many object databases are open, among the [`ObjectStorage`]s counted
@@ -128,6 +197,9 @@ impl Drop for OpenGuard {
 /// The largest write-ahead log that closing an idle database leaves as it
 /// is (sixteen pages); a larger one is checkpointed into the database.
 const KEEP_LOG_BYTES: u64 = 64 * 1024;
+
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 32;
 
 /// The longest opening a database waits for another process's lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -169,6 +241,7 @@ impl ObjectStorage {
             in_transaction: Cell::new(false),
             begin_pending: Cell::new(false),
             deadline: None,
+            directory_unsynced: Cell::new(true),
         })
     }
 
@@ -195,6 +268,7 @@ impl ObjectStorage {
                 .min(BUSY_TIMEOUT)
         });
         let conn = connect(&self.path, &self.id, self.durability, wait)?;
+        self.directory_unsynced.set(true);
         if self.begin_pending.get() {
             conn.execute_batch("BEGIN; SAVEPOINT dispatch")
                 .map_err(|e| StorageError::context("begin a transaction", e))?;
@@ -269,12 +343,10 @@ impl ObjectStorage {
                 self.begin_pending.set(true);
                 return Ok(());
             }
-            self.connection()?.execute_batch("BEGIN").map_err(fail)?;
+            execute_cached(self.connection()?, "BEGIN").map_err(fail)?;
             self.in_transaction.set(true);
         }
-        self.connection()?
-            .execute_batch("SAVEPOINT dispatch")
-            .map_err(fail)
+        execute_cached(self.connection()?, "SAVEPOINT dispatch").map_err(fail)
     }
 
     /// Ends one dispatch: keeps its writes in the open transaction (`keep`)
@@ -290,12 +362,14 @@ impl ObjectStorage {
             // The dispatch never used storage.
             return Ok(());
         }
-        let sql = if keep {
-            "RELEASE dispatch"
+        let conn = self.connection()?;
+        let ended = if keep {
+            execute_cached(conn, "RELEASE dispatch")
         } else {
-            "ROLLBACK TO dispatch; RELEASE dispatch"
+            execute_cached(conn, "ROLLBACK TO dispatch")
+                .and_then(|()| execute_cached(conn, "RELEASE dispatch"))
         };
-        self.connection()?.execute_batch(sql).map_err(|e| {
+        ended.map_err(|e| {
             self.rollback();
             StorageError::context("end a dispatch", e)
         })
@@ -328,13 +402,53 @@ impl ObjectStorage {
     ///
     /// # Errors
     ///
-    /// [`StorageError`] when the commit fails; the writes are then rolled back.
+    /// [`StorageError`] when the commit or its sync fails; after a failed
+    /// commit the writes are rolled back.
     pub fn commit(&mut self) -> Result<(), StorageError> {
+        match self.commit_unsynced()? {
+            Some(sync) => sync.perform(),
+            None => Ok(()),
+        }
+    }
+
+    /// Commits the open transaction as [`commit`](Self::commit) does, but
+    /// leaves the sync that makes it durable to the caller: `Some` when
+    /// there is one to run before the commit may be acknowledged (with
+    /// `Durability::Full`, after a commit that wrote). Later transactions
+    /// may run, and commit, before it does; a sync covers every commit
+    /// before it.
+    ///
+    /// # Errors
+    ///
+    /// [`StorageError`] when the commit fails; the writes are then rolled back.
+    pub fn commit_unsynced(&mut self) -> Result<Option<LogSync>, StorageError> {
+        if self.write_commit()? {
+            Ok(self.log_sync())
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// The sync that the commits written so far need, if any.
+    fn log_sync(&self) -> Option<LogSync> {
+        (self.durability == Durability::Full).then(|| LogSync {
+            log: wal_path(&self.path),
+            directory: self
+                .directory_unsynced
+                .replace(false)
+                .then(|| self.path.parent().map(Path::to_path_buf))
+                .flatten(),
+        })
+    }
+
+    /// Writes the open transaction's commit into the log; returns whether
+    /// the transaction wrote.
+    fn write_commit(&mut self) -> Result<bool, StorageError> {
         self.savepoints = 0;
         self.begin_pending.set(false);
         let began = self.in_transaction.replace(false);
         let Some(conn) = self.conn.get() else {
-            return Ok(());
+            return Ok(false);
         };
         if conn.is_autocommit() {
             if began {
@@ -344,12 +458,18 @@ impl ObjectStorage {
                     "the dispatch's transaction was rolled back after a storage error",
                 ));
             }
-            return Ok(());
+            return Ok(false);
         }
-        conn.execute_batch("COMMIT").map_err(|e| {
+        // A transaction that only read writes nothing into the log.
+        let wrote = !matches!(
+            conn.transaction_state(None::<&str>),
+            Ok(TransactionState::Read | TransactionState::None)
+        );
+        execute_cached(conn, "COMMIT").map_err(|e| {
             self.rollback();
             StorageError::context("commit", e)
-        })
+        })?;
+        Ok(wrote)
     }
 
     /// Drops every write of the open transaction.
@@ -564,23 +684,14 @@ pub struct ListQuery {
 /// When a commit counts as done.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Durability {
-    /// On disk: the commit waits for the write-ahead log to be synced
-    /// (`synchronous = FULL`). A power loss loses nothing acknowledged.
+    /// On disk: a commit counts once the write-ahead log is synced (a
+    /// [`LogSync`]). A power loss loses nothing acknowledged.
     #[default]
     Full,
-    /// In the write-ahead log: the commit does not wait for the sync
-    /// (`synchronous = NORMAL`). A crash of the process loses nothing
-    /// acknowledged; a power loss may lose the last commits.
+    /// In the write-ahead log: a commit counts once it is written there,
+    /// unsynced. A crash of the process loses nothing acknowledged; a power
+    /// loss may lose the last commits.
     Normal,
-}
-
-impl Durability {
-    fn synchronous(self) -> &'static str {
-        match self {
-            Self::Full => "FULL",
-            Self::Normal => "NORMAL",
-        }
-    }
 }
 
 /// Writes the object's namespace, name and hash into `meta` (once), so a
@@ -717,6 +828,9 @@ fn connect(
     let fresh = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
     let mut conn = Connection::open(path).map_err(open)?;
     conn.busy_timeout(busy_timeout).map_err(open)?;
+    // Room for every statement a dispatch uses (reads, writes, listing,
+    // alarms, and the transaction's own), so none is parsed again.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // One connection per database, held by its actor: exclusive locking
     // keeps the write-ahead log's index in memory (no `-shm` file to create
     // and map) and saves a lock per transaction. It must come before
@@ -734,7 +848,11 @@ fn connect(
         // created and deleted would cost a third of a new object on this
         // disk, and a file that holds nothing yet has nothing to restore),
         // and synced as the durability says.
-        conn.pragma_update(None, "synchronous", durability.synchronous())
+        let first_page_sync = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", first_page_sync)
             .map_err(open)?;
         conn.pragma_update(None, "journal_mode", "MEMORY")
             .map_err(open)?;
@@ -749,9 +867,19 @@ fn connect(
         .map_err(open)?;
     schema::migrate(&mut conn, |tx| record_identity(tx, id))
         .map_err(|e| StorageError(format!("`{}`: {e}", path.display())))?;
-    conn.pragma_update(None, "synchronous", durability.synchronous())
+    // Commits go into the log unsynced with either durability; with `Full`
+    // each counts once a `LogSync` has run. Checkpoints still sync the log
+    // before they copy it, and the database after.
+    conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(open)?;
     Ok(conn)
+}
+
+/// Runs `sql`, one statement without results, prepared once per connection
+/// (every dispatch begins and ends a transaction and a savepoint, and
+/// parsing them each time was a noticeable part of a short dispatch).
+fn execute_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 /// Opens an existing object database to read it without changing the data
@@ -1009,6 +1137,65 @@ mod tests {
         assert!(!s.delete_alarm().unwrap());
         drop(s);
         assert_eq!(read_stored_alarm(&files[0]).unwrap(), None);
+    }
+
+    #[test]
+    fn a_commit_that_wrote_leaves_a_sync_and_the_first_after_opening_covers_the_directory() {
+        let (dir, mut s) = open();
+        let commit = |s: &mut ObjectStorage, write: bool| {
+            s.begin().unwrap();
+            if write {
+                s.put("n", "1").unwrap();
+            } else {
+                s.get("n").unwrap();
+            }
+            s.end(true).unwrap();
+            s.commit_unsynced().unwrap()
+        };
+        let first = commit(&mut s, true).expect("a write needs a sync");
+        let database = database_path(dir.path(), &ObjectId::new("COUNTER", "t").unwrap());
+        assert_eq!(first.log, wal_path(&database));
+        assert_eq!(first.directory.as_deref(), database.parent());
+        first.perform().unwrap();
+        let second = commit(&mut s, true).expect("a write needs a sync");
+        assert_eq!(second.directory, None, "the directory was synced once");
+        assert!(commit(&mut s, false).is_none(), "a read needs no sync");
+
+        // A commit that wrote nothing leaves the directory to the first
+        // that does.
+        assert!(s.close_idle());
+        assert!(commit(&mut s, false).is_none());
+        assert!(commit(&mut s, true).unwrap().directory.is_some());
+
+        // Opening again may create the log again: its first sync covers the
+        // directory again.
+        assert!(s.close_idle());
+        assert!(commit(&mut s, true).unwrap().directory.is_some());
+
+        // A log that is gone was checkpointed and synced: nothing to do.
+        let gone = LogSync {
+            log: dir.path().join("gone.sqlite-wal"),
+            directory: None,
+        };
+        gone.perform().unwrap();
+        // Anything else that stops the sync is an error naming the file.
+        let blocked = LogSync {
+            log: database.join("not-a-directory-wal"),
+            directory: None,
+        };
+        let err = blocked.perform().unwrap_err().to_string();
+        assert!(err.contains("not-a-directory-wal"), "{err}");
+    }
+
+    #[test]
+    fn with_normal_durability_commits_need_no_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = ObjectId::new("COUNTER", "normal").unwrap();
+        let mut s = ObjectStorage::open_with(dir.path(), &id, Durability::Normal).unwrap();
+        s.begin().unwrap();
+        s.put("n", "1").unwrap();
+        s.end(true).unwrap();
+        assert!(s.commit_unsynced().unwrap().is_none());
     }
 
     #[test]

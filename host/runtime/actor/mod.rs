@@ -21,6 +21,7 @@ use wasmtime::{Instance, InstancePre, Memory, Store, TypedFunc};
 pub(crate) use alarm::AlarmOutcome;
 
 use crate::envelope::{DispatchKind, DispatchOutput, DispatchValue, FetchResponse};
+use crate::storage::LogSync;
 use crate::{
     bundle::{Api, Bundle, BundleFormat, ExportInfo},
     engine::{
@@ -565,15 +566,55 @@ impl Actor {
     /// A storage error when the commit fails; the writes are then lost and
     /// the actor is poisoned.
     pub(crate) fn commit(&mut self) -> Result<(), DispatchError> {
-        if let Err(e) = self.with_storage(|s| s.commit()) {
-            self.poisoned = true;
-            self.alarm_dirty = false;
-            return Err(e);
+        match self.commit_unsynced()? {
+            Some(sync) => sync.perform().map_err(|e| {
+                self.poisoned = true;
+                DispatchError::new(ErrorCode::StorageError, e.to_string())
+            }),
+            None => Ok(()),
         }
-        if std::mem::take(&mut self.alarm_dirty) {
-            self.report_alarm();
+    }
+
+    /// [`commit`](Self::commit), except that the sync that makes the commit
+    /// durable, if it needs one, is left to the caller (see
+    /// [`ObjectStorage::commit_unsynced`](crate::storage::ObjectStorage::commit_unsynced)).
+    ///
+    /// # Errors
+    ///
+    /// As [`commit`](Self::commit), for the commit itself.
+    pub(crate) fn commit_unsynced(&mut self) -> Result<Option<LogSync>, DispatchError> {
+        let committed = match self.store.data_mut().host_mut().storage.as_mut() {
+            Some(storage) => storage.commit_unsynced(),
+            None => Ok(None),
+        };
+        let sync = match committed {
+            Ok(sync) => sync,
+            Err(e) => {
+                self.poisoned = true;
+                self.alarm_dirty = false;
+                return Err(DispatchError::new(ErrorCode::StorageError, e.to_string()));
+            }
+        };
+        if !std::mem::take(&mut self.alarm_dirty) {
+            return Ok(sync);
         }
-        Ok(())
+        // The alarm index may hold a row later than the object's alarm only
+        // once the commit that moved the alarm is durable: a commit that
+        // changed the alarm is synced here, before the index hears of it.
+        if let Some(sync) = sync {
+            sync.perform().map_err(|e| {
+                self.poisoned = true;
+                DispatchError::new(ErrorCode::StorageError, e.to_string())
+            })?;
+        }
+        self.report_alarm();
+        Ok(None)
+    }
+
+    /// Marks the actor as unusable: the runtime discards it after the
+    /// current dispatch (a sync of its commits failed).
+    pub(crate) fn poison(&mut self) {
+        self.poisoned = true;
     }
 
     /// Tells the alarm index what the object's database now holds. A failure
