@@ -131,7 +131,10 @@ mod linux {
         status == 0
     }
 
-    /// Returns the heap's free pages to the kernel.
+    /// Returns the free pages of glibc's heap to the kernel: SQLite's
+    /// memory, and everything else when the binary's global allocator is
+    /// glibc's (the `go-go-objects` binary uses mimalloc, which returns
+    /// freed pages by itself).
     #[cfg(target_env = "gnu")]
     pub(crate) fn trim_heap() {
         // SAFETY: malloc_trim only releases memory that no allocation
