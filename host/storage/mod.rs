@@ -98,6 +98,10 @@ pub struct ObjectStorage {
     /// Whether the directory must be synced with the log's next sync: the
     /// connection opened (and may have created) the log since the last one.
     directory_unsynced: Cell<bool>,
+    /// Whether the database file must be synced with the log's next sync:
+    /// its first page is written unsynced when it is created, by this actor
+    /// or by an earlier one that ended before it wrote anything durably.
+    database_unsynced: Cell<bool>,
 }
 
 /// The sync that makes the commits written to one object's write-ahead log
@@ -113,6 +117,8 @@ pub struct ObjectStorage {
 #[derive(Debug, Clone)]
 pub struct LogSync {
     log: PathBuf,
+    /// The database file, when its first page may not be on disk yet.
+    database: Option<PathBuf>,
     /// The database's directory, when the log may be new in it.
     directory: Option<PathBuf>,
 }
@@ -123,6 +129,7 @@ impl LogSync {
     pub(crate) fn of_file(log: PathBuf) -> Self {
         Self {
             log,
+            database: None,
             directory: None,
         }
     }
@@ -130,33 +137,39 @@ impl LogSync {
     /// Makes this sync also cover everything `other` covers (both belong to
     /// the same database).
     pub fn absorb(&mut self, other: Self) {
+        if self.database.is_none() {
+            self.database = other.database;
+        }
         if self.directory.is_none() {
             self.directory = other.directory;
         }
     }
 
-    /// Syncs the log, and the directory when the log may be new in it.
+    /// Syncs the database file when its first page may not be on disk, the
+    /// log, and the directory when either may be new in it.
     ///
     /// # Errors
     ///
     /// [`StorageError`] naming the file that could not be synced; the
     /// commits it covers may then be lost in a power failure.
     pub fn perform(&self) -> Result<(), StorageError> {
-        let sync = |path: &Path| -> std::io::Result<()> {
-            match std::fs::File::open(path) {
-                Ok(file) => file.sync_data(),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        // A file that is gone was checkpointed or removed with its data
+        // synced; a directory must be there.
+        let sync = |path: &Path, is_file: bool| -> Result<(), StorageError> {
+            let synced = match std::fs::File::open(path) {
+                Ok(file) if is_file => file.sync_data(),
+                Ok(dir) => dir.sync_all(),
+                Err(e) if is_file && e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 Err(e) => Err(e),
-            }
+            };
+            synced.map_err(|e| StorageError::context(&format!("sync `{}`", path.display()), e))
         };
-        sync(&self.log)
-            .map_err(|e| StorageError::context(&format!("sync `{}`", self.log.display()), e))?;
+        if let Some(database) = &self.database {
+            sync(database, true)?;
+        }
+        sync(&self.log, true)?;
         if let Some(directory) = &self.directory {
-            std::fs::File::open(directory)
-                .and_then(|dir| dir.sync_all())
-                .map_err(|e| {
-                    StorageError::context(&format!("sync `{}`", directory.display()), e)
-                })?;
+            sync(directory, false)?;
         }
         Ok(())
     }
@@ -229,7 +242,7 @@ impl ObjectStorage {
         let dir = path.parent().expect("database path has a parent");
         create_dirs(dir)
             .map_err(|e| StorageError::context(&format!("create `{}`", dir.display()), e))?;
-        let conn = connect(&path, id, durability, BUSY_TIMEOUT)?;
+        let conn = connect(&path, id, BUSY_TIMEOUT)?;
         Ok(Self {
             conn: OnceCell::from(conn),
             counted: OnceCell::new(),
@@ -242,6 +255,7 @@ impl ObjectStorage {
             begin_pending: Cell::new(false),
             deadline: None,
             directory_unsynced: Cell::new(true),
+            database_unsynced: Cell::new(true),
         })
     }
 
@@ -267,7 +281,7 @@ impl ObjectStorage {
                 .saturating_duration_since(Instant::now())
                 .min(BUSY_TIMEOUT)
         });
-        let conn = connect(&self.path, &self.id, self.durability, wait)?;
+        let conn = connect(&self.path, &self.id, wait)?;
         self.directory_unsynced.set(true);
         if self.begin_pending.get() {
             conn.execute_batch("BEGIN; SAVEPOINT dispatch")
@@ -433,6 +447,10 @@ impl ObjectStorage {
     fn log_sync(&self) -> Option<LogSync> {
         (self.durability == Durability::Full).then(|| LogSync {
             log: wal_path(&self.path),
+            database: self
+                .database_unsynced
+                .replace(false)
+                .then(|| self.path.clone()),
             directory: self
                 .directory_unsynced
                 .replace(false)
@@ -815,13 +833,8 @@ pub(crate) fn create_dirs(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Opens (creating if needed) the database at `path`, which belongs to
-/// `id`, set up for `durability`.
-fn connect(
-    path: &Path,
-    id: &ObjectId,
-    durability: Durability,
-    busy_timeout: Duration,
-) -> Result<Connection, StorageError> {
+/// `id`, with its commits left unsynced (see [`LogSync`]).
+fn connect(path: &Path, id: &ObjectId, busy_timeout: Duration) -> Result<Connection, StorageError> {
     let open = |e| StorageError::context(&format!("open `{}`", path.display()), e);
     // A missing file, or an empty one (a crash can leave a file created and
     // never written), gets its first page written below.
@@ -840,19 +853,16 @@ fn connect(
         .map_err(open)?;
     if fresh {
         // Switching to WAL writes the database's first page, which marks it
-        // as a WAL database. That page must be on disk before any commit in
-        // the log is acknowledged: SQLite deletes the log of a database file
-        // that has no pages, so a power loss that took the unsynced page
-        // would take every acknowledged commit with it. It is written in
-        // rollback mode, with the in-memory journal (a `-journal` file
-        // created and deleted would cost a third of a new object on this
-        // disk, and a file that holds nothing yet has nothing to restore),
-        // and synced as the durability says.
-        let first_page_sync = match durability {
-            Durability::Full => "FULL",
-            Durability::Normal => "NORMAL",
-        };
-        conn.pragma_update(None, "synchronous", first_page_sync)
+        // as a WAL database. It is written in rollback mode, with the
+        // in-memory journal (a `-journal` file created and deleted would
+        // cost a third of a new object on this disk, and a file that holds
+        // nothing yet has nothing to restore), and not synced: SQLite
+        // deletes the log of a database file that has no pages, so the page
+        // must be on disk before any commit in the log is acknowledged, and
+        // the first `LogSync` of each `ObjectStorage` syncs the database
+        // file along with the log. A new object that never writes never
+        // waits for a sync.
+        conn.pragma_update(None, "synchronous", "OFF")
             .map_err(open)?;
         conn.pragma_update(None, "journal_mode", "MEMORY")
             .map_err(open)?;
@@ -1140,7 +1150,7 @@ mod tests {
     }
 
     #[test]
-    fn a_commit_that_wrote_leaves_a_sync_and_the_first_after_opening_covers_the_directory() {
+    fn a_commit_that_wrote_leaves_a_sync_and_the_first_after_opening_covers_the_files_it_made() {
         let (dir, mut s) = open();
         let commit = |s: &mut ObjectStorage, write: bool| {
             s.begin().unwrap();
@@ -1156,9 +1166,12 @@ mod tests {
         let database = database_path(dir.path(), &ObjectId::new("COUNTER", "t").unwrap());
         assert_eq!(first.log, wal_path(&database));
         assert_eq!(first.directory.as_deref(), database.parent());
+        // The first page was written unsynced when the file was created.
+        assert_eq!(first.database.as_deref(), Some(database.as_path()));
         first.perform().unwrap();
         let second = commit(&mut s, true).expect("a write needs a sync");
         assert_eq!(second.directory, None, "the directory was synced once");
+        assert_eq!(second.database, None, "the database file was synced once");
         assert!(commit(&mut s, false).is_none(), "a read needs no sync");
 
         // A commit that wrote nothing leaves the directory to the first
@@ -1170,17 +1183,21 @@ mod tests {
         // Opening again may create the log again: its first sync covers the
         // directory again.
         assert!(s.close_idle());
-        assert!(commit(&mut s, true).unwrap().directory.is_some());
+        let reopened = commit(&mut s, true).unwrap();
+        assert!(reopened.directory.is_some());
+        assert_eq!(reopened.database, None, "the file is not new again");
 
         // A log that is gone was checkpointed and synced: nothing to do.
         let gone = LogSync {
             log: dir.path().join("gone.sqlite-wal"),
+            database: None,
             directory: None,
         };
         gone.perform().unwrap();
         // Anything else that stops the sync is an error naming the file.
         let blocked = LogSync {
             log: database.join("not-a-directory-wal"),
+            database: None,
             directory: None,
         };
         let err = blocked.perform().unwrap_err().to_string();

@@ -128,12 +128,10 @@ fn completed_syncs(lines: &[&str]) -> Vec<(usize, String)> {
     done
 }
 
-#[tokio::test]
-async fn a_new_objects_first_write_is_acknowledged_after_every_file_it_needs_is_synced() {
-    if !can_trace() {
-        eprintln!("skipped: strace cannot trace on this machine");
-        return;
-    }
+/// The output of `strace -f -y` (syncs, writes, sends and `mkdir`s) of a
+/// server on a fresh storage directory that answered one RPC at `path`,
+/// which must answer `expected`.
+async fn trace_one_rpc(path: &str, expected: serde_json::Value) -> String {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("trace");
     let mut command = Command::new("strace");
@@ -150,8 +148,8 @@ async fn a_new_objects_first_write_is_acknowledged_after_every_file_it_needs_is_
         .arg("--storage")
         .arg(dir.path().join("storage"));
     let mut server = BinaryServer::start_command(command);
-    let reply = post_json(&server.base, "/rpc/COUNTER/first/increment", "[1]").await;
-    assert_eq!(reply.result(), json!(1));
+    let reply = post_json(&server.base, path, "[1]").await;
+    assert_eq!(reply.result(), expected);
     // strace leaves its tracee running when it is killed: kill the server.
     let strace = server.child.id();
     let tracee = std::fs::read_to_string(format!("/proc/{strace}/task/{strace}/children"))
@@ -166,13 +164,26 @@ async fn a_new_objects_first_write_is_acknowledged_after_every_file_it_needs_is_
             .success()
     );
     server.child.wait().unwrap();
+    std::fs::read_to_string(&log).unwrap()
+}
 
-    let trace = std::fs::read_to_string(&log).unwrap();
-    let lines: Vec<&str> = trace.lines().collect();
-    let acknowledged = lines
+/// The index of the line in `lines` where the response was sent.
+fn response_line(lines: &[&str]) -> usize {
+    lines
         .iter()
         .position(|l| l.contains("HTTP/1.1 200"))
-        .unwrap_or_else(|| panic!("no response in the trace:\n{trace}"));
+        .unwrap_or_else(|| panic!("no response in the trace:\n{}", lines.join("\n")))
+}
+
+#[tokio::test]
+async fn a_new_objects_first_write_is_acknowledged_after_every_file_it_needs_is_synced() {
+    if !can_trace() {
+        eprintln!("skipped: strace cannot trace on this machine");
+        return;
+    }
+    let trace = trace_one_rpc("/rpc/COUNTER/first/increment", json!(1)).await;
+    let lines: Vec<&str> = trace.lines().collect();
+    let acknowledged = response_line(&lines);
     let synced = completed_syncs(&lines[..acknowledged]);
     let synced_after = |after: usize, path: &dyn Fn(&str) -> bool| {
         synced.iter().any(|(at, p)| *at > after && path(p))
@@ -215,4 +226,24 @@ async fn a_new_objects_first_write_is_acknowledged_after_every_file_it_needs_is_
             parent.display()
         );
     }
+}
+
+#[tokio::test]
+async fn a_new_object_that_only_reads_answers_without_syncing_its_database() {
+    if !can_trace() {
+        eprintln!("skipped: strace cannot trace on this machine");
+        return;
+    }
+    let trace = trace_one_rpc("/rpc/COUNTER/reader/value", json!(0)).await;
+    let lines: Vec<&str> = trace.lines().collect();
+    let answered = response_line(&lines);
+    // Its database was created (the actor opens it as it starts), and its
+    // first page and identity written, with nothing to acknowledge yet.
+    let synced = completed_syncs(&lines[..answered]);
+    assert!(
+        !synced
+            .iter()
+            .any(|(_, p)| p.contains("/objects/") && p.contains(".sqlite")),
+        "no database file or log of the reader is synced: {synced:?}"
+    );
 }
