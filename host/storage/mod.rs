@@ -836,9 +836,11 @@ pub(crate) fn create_dirs(dir: &Path) -> std::io::Result<()> {
 /// `id`, with its commits left unsynced (see [`LogSync`]).
 fn connect(path: &Path, id: &ObjectId, busy_timeout: Duration) -> Result<Connection, StorageError> {
     let open = |e| StorageError::context(&format!("open `{}`", path.display()), e);
-    // A missing file, or an empty one (a crash can leave a file created and
-    // never written), gets its first page written below.
-    let fresh = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
+    // A missing file, or one a crash left without its first page, gets
+    // its first page written below.
+    let fresh = needs_first_page(path).map_err(|e| {
+        StorageError::context(&format!("read the header of `{}`", path.display()), e)
+    })?;
     let mut conn = Connection::open(path).map_err(open)?;
     conn.busy_timeout(busy_timeout).map_err(open)?;
     // Room for every statement a dispatch uses (reads, writes, listing,
@@ -884,6 +886,46 @@ fn connect(path: &Path, id: &ObjectId, busy_timeout: Duration) -> Result<Connect
         .map_err(open)?;
     Ok(conn)
 }
+
+/// The bytes a SQLite database file begins with.
+const DATABASE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// Whether the database file at `path` still needs its first page: it is
+/// missing, empty, or no longer than one page without a database's header
+/// (emptied then, so that SQLite writes the page anew).
+///
+/// The first page is written unsynced when the file is created and synced
+/// before the first commit is acknowledged (see [`LogSync`]), so a file
+/// whose one page is not a database's lost it in a power failure before
+/// anything in it counted. A longer file was checkpointed into, with every
+/// page synced, and is left to SQLite.
+fn needs_first_page(path: &Path) -> std::io::Result<bool> {
+    use std::io::Read as _;
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(true);
+    }
+    if len > FIRST_PAGE_BYTES {
+        return Ok(false);
+    }
+    let mut header = [0; DATABASE_HEADER.len()];
+    if file.read_exact(&mut header).is_ok() && header == *DATABASE_HEADER {
+        return Ok(false);
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .set_len(0)?;
+    Ok(true)
+}
+
+/// The size of a database's first page (SQLite's default page size).
+const FIRST_PAGE_BYTES: u64 = 4096;
 
 /// Runs `sql`, one statement without results, prepared once per connection
 /// (every dispatch begins and ends a transaction and a savepoint, and
@@ -1037,6 +1079,42 @@ mod tests {
         let id = ObjectId::new("COUNTER", "t").unwrap();
         let storage = ObjectStorage::open(dir.path(), &id).unwrap();
         (dir, storage)
+    }
+
+    #[test]
+    fn a_first_page_lost_before_anything_counted_is_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = ObjectId::new("COUNTER", "torn").unwrap();
+        let path = database_path(dir.path(), &id);
+        create_dirs(path.parent().unwrap()).unwrap();
+        // What a power failure can leave of a new database whose first page
+        // never reached the disk: the file, empty or holding stale bytes.
+        for left in [Vec::new(), vec![0; 4096], b"stale".to_vec()] {
+            std::fs::write(&path, &left).unwrap();
+            let _ = std::fs::remove_file(wal_path(&path));
+            let mut s = ObjectStorage::open(dir.path(), &id).unwrap();
+            s.begin().unwrap();
+            assert_eq!(s.get("n").unwrap(), None);
+            s.put("n", "1").unwrap();
+            s.end(true).unwrap();
+            s.commit().unwrap();
+            drop(s);
+            let mut again = ObjectStorage::open(dir.path(), &id).unwrap();
+            again.begin().unwrap();
+            assert_eq!(again.get("n").unwrap().as_deref(), Some("1"));
+            again.end(true).unwrap();
+            again.commit().unwrap();
+        }
+        // A database longer than one page is never emptied, whatever its
+        // first bytes: SQLite reports it as damaged.
+        std::fs::write(&path, vec![0; 8192]).unwrap();
+        let _ = std::fs::remove_file(wal_path(&path));
+        let err = ObjectStorage::open(dir.path(), &id)
+            .err()
+            .expect("a damaged database is refused")
+            .to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 8192);
     }
 
     fn keys(entries: Vec<(String, String)>) -> Vec<String> {
