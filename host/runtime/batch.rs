@@ -139,10 +139,12 @@ impl Answers {
     }
 
     fn deliver_with(self, workers: Option<&Handle>) {
-        if self.waiters.is_empty() {
-            // Nobody waits: later answers wait for the syncs they need.
+        if self.waiters.is_empty() && self.sync.is_none() {
             return;
         }
+        // A sync runs even when nobody waits for it: later answers may have
+        // read what it makes durable, and it may be the one that covers the
+        // database file and the directory.
         match self.gate.clone() {
             Some(gate) => gate.pass(self, workers),
             None => self.release(&Ok(())),

@@ -238,4 +238,29 @@ mod tests {
         );
         assert_eq!(released(&received), Some(("fresh", true)));
     }
+
+    #[test]
+    fn a_sync_that_nobody_waits_for_still_runs_before_later_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let gate = Arc::new(OutputGate::default());
+        let (sent, received) = mpsc::channel();
+        // A commit whose dispatches were answered already (or had nobody to
+        // answer) still leaves a sync: later answers may read its writes.
+        let tokio = tokio::runtime::Runtime::new().unwrap();
+        let blocking = fifo(dir.path());
+        Answers::committed(Vec::new(), Some(LogSync::of_file(blocking.clone())), &gate)
+            .deliver_on(tokio.handle());
+        gate.pass(
+            Answers::committed(waiter("read after", &sent), None, &gate),
+            None,
+        );
+        assert_eq!(released(&received), None, "the read waits for the sync");
+        let _writer = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&blocking)
+            .unwrap();
+        assert_eq!(released(&received), Some(("read after", false)));
+        gate.wait_idle();
+        assert!(gate.has_failed(), "the sync ran, and failed");
+    }
 }

@@ -242,7 +242,7 @@ impl ObjectStorage {
         let dir = path.parent().expect("database path has a parent");
         create_dirs(dir)
             .map_err(|e| StorageError::context(&format!("create `{}`", dir.display()), e))?;
-        let conn = connect(&path, id, BUSY_TIMEOUT)?;
+        let conn = connect(&path, id, durability, BUSY_TIMEOUT)?;
         Ok(Self {
             conn: OnceCell::from(conn),
             counted: OnceCell::new(),
@@ -281,7 +281,7 @@ impl ObjectStorage {
                 .saturating_duration_since(Instant::now())
                 .min(BUSY_TIMEOUT)
         });
-        let conn = connect(&self.path, &self.id, wait)?;
+        let conn = connect(&self.path, &self.id, self.durability, wait)?;
         self.directory_unsynced.set(true);
         if self.begin_pending.get() {
             conn.execute_batch("BEGIN; SAVEPOINT dispatch")
@@ -834,13 +834,16 @@ pub(crate) fn create_dirs(dir: &Path) -> std::io::Result<()> {
 
 /// Opens (creating if needed) the database at `path`, which belongs to
 /// `id`, with its commits left unsynced (see [`LogSync`]).
-fn connect(path: &Path, id: &ObjectId, busy_timeout: Duration) -> Result<Connection, StorageError> {
+fn connect(
+    path: &Path,
+    id: &ObjectId,
+    durability: Durability,
+    busy_timeout: Duration,
+) -> Result<Connection, StorageError> {
     let open = |e| StorageError::context(&format!("open `{}`", path.display()), e);
-    // A missing file, or one a crash left without its first page, gets
-    // its first page written below.
-    let fresh = needs_first_page(path).map_err(|e| {
-        StorageError::context(&format!("read the header of `{}`", path.display()), e)
-    })?;
+    // A missing file, or an empty one (a crash can leave a file created and
+    // never written), gets its first page written below.
+    let fresh = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
     let mut conn = Connection::open(path).map_err(open)?;
     conn.busy_timeout(busy_timeout).map_err(open)?;
     // Room for every statement a dispatch uses (reads, writes, listing,
@@ -853,79 +856,91 @@ fn connect(path: &Path, id: &ObjectId, busy_timeout: Duration) -> Result<Connect
     // index of a log left by an earlier close would go to a `-shm` file.
     conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
         .map_err(open)?;
+    // Until the connection is set up, closing it (when a step below fails)
+    // must not checkpoint the log into the database.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        .map_err(open)?;
     if fresh {
         // Switching to WAL writes the database's first page, which marks it
         // as a WAL database. It is written in rollback mode, with the
         // in-memory journal (a `-journal` file created and deleted would
         // cost a third of a new object on this disk, and a file that holds
-        // nothing yet has nothing to restore), and not synced: SQLite
-        // deletes the log of a database file that has no pages, so the page
-        // must be on disk before any commit in the log is acknowledged, and
-        // the first `LogSync` of each `ObjectStorage` syncs the database
-        // file along with the log. A new object that never writes never
-        // waits for a sync.
-        conn.pragma_update(None, "synchronous", "OFF")
+        // nothing yet has nothing to restore). SQLite deletes the log of a
+        // database file that has no pages, so the page must be on disk
+        // before any commit in the log counts: with `Full` the first
+        // `LogSync` of each `ObjectStorage` syncs the database file along
+        // with the log (so a new object that never writes never waits for a
+        // sync); `Normal` never syncs commits, so it syncs the page now.
+        let first_page_sync = match durability {
+            Durability::Full => "OFF",
+            Durability::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", first_page_sync)
             .map_err(open)?;
         conn.pragma_update(None, "journal_mode", "MEMORY")
             .map_err(open)?;
     }
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(open)?;
+    if let Err(e) = conn.pragma_update(None, "journal_mode", "WAL") {
+        if !fresh && first_page_lost(path, &e) {
+            // Nothing in it ever counted (see `first_page_lost`): start it
+            // anew.
+            drop(conn);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .and_then(|file| file.set_len(0))
+                .map_err(|e| StorageError::context(&format!("empty `{}`", path.display()), e))?;
+            return connect(path, id, durability, busy_timeout);
+        }
+        return Err(open(e));
+    }
     // The schema and the identity need not reach the disk by themselves:
-    // they go into the log, whose next sync (the first dispatch's commit)
+    // they go into the log, whose next sync (the first commit that counts)
     // takes them along, and a crash before it leaves nothing that the next
-    // open would not redo.
+    // open would not redo. (`NORMAL` would sync a new log's header, and the
+    // directory, as it writes it.) With no syncs at all, nothing may be
+    // checkpointed meanwhile.
     conn.pragma_update(None, "synchronous", "OFF")
+        .map_err(open)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
         .map_err(open)?;
     schema::migrate(&mut conn, |tx| record_identity(tx, id))
         .map_err(|e| StorageError(format!("`{}`: {e}", path.display())))?;
-    // Commits go into the log unsynced with either durability; with `Full`
-    // each counts once a `LogSync` has run. Checkpoints still sync the log
-    // before they copy it, and the database after.
+    // Commits go into the log unsynced with either durability (in WAL mode
+    // `NORMAL` syncs only checkpoints: the log before it is copied, the
+    // database after); with `Full` each counts once a `LogSync` has run.
     conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(open)?;
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
+        .map_err(open)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)
         .map_err(open)?;
     Ok(conn)
 }
 
-/// The bytes a SQLite database file begins with.
-const DATABASE_HEADER: &[u8; 16] = b"SQLite format 3\0";
-
-/// Whether the database file at `path` still needs its first page: it is
-/// missing, empty, or no longer than one page without a database's header
-/// (emptied then, so that SQLite writes the page anew).
-///
-/// The first page is written unsynced when the file is created and synced
-/// before the first commit is acknowledged (see [`LogSync`]), so a file
-/// whose one page is not a database's lost it in a power failure before
-/// anything in it counted. A longer file was checkpointed into, with every
-/// page synced, and is left to SQLite.
-fn needs_first_page(path: &Path) -> std::io::Result<bool> {
-    use std::io::Read as _;
-    let mut file = match std::fs::File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
-        Err(e) => return Err(e),
-    };
-    let len = file.metadata()?.len();
-    if len == 0 {
-        return Ok(true);
-    }
-    if len > FIRST_PAGE_BYTES {
-        return Ok(false);
-    }
-    let mut header = [0; DATABASE_HEADER.len()];
-    if file.read_exact(&mut header).is_ok() && header == *DATABASE_HEADER {
-        return Ok(false);
-    }
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)?
-        .set_len(0)?;
-    Ok(true)
-}
+/// The log size, in pages, past which a commit checkpoints it (SQLite's
+/// default).
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 1000;
 
 /// The size of a database's first page (SQLite's default page size).
 const FIRST_PAGE_BYTES: u64 = 4096;
+
+/// Whether `error`, from the first read of the database file at `path`,
+/// means that its first page was lost before anything in it counted.
+///
+/// The first page is written unsynced when the file is created, and synced
+/// before the first commit counts (see [`LogSync`]). SQLite refuses a file
+/// as "not a database" only when neither the file nor the log holds a
+/// readable first page: every commit puts the pages it changed into the
+/// log, the first one (the schema) page 1 among them, and a log with a
+/// valid commit lets SQLite read the page from there. So a file of at most
+/// one page that SQLite refuses holds nothing that counted: what a power
+/// failure leaves of a new database. A longer file was checkpointed into,
+/// with every page synced, and is never emptied.
+fn first_page_lost(path: &Path, error: &rusqlite::Error) -> bool {
+    error.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase)
+        && std::fs::metadata(path).is_ok_and(|m| m.len() <= FIRST_PAGE_BYTES)
+}
 
 /// Runs `sql`, one statement without results, prepared once per connection
 /// (every dispatch begins and ends a transaction and a savepoint, and
@@ -1081,6 +1096,30 @@ mod tests {
         (dir, storage)
     }
 
+    /// Opens `id`'s database under `root`, stores `n`, commits (synced)
+    /// and closes it leaving the log as it is; returns the database's path.
+    fn commit_and_keep_log(root: &Path, id: &ObjectId, n: &str) -> PathBuf {
+        let mut s = ObjectStorage::open(root, id).unwrap();
+        s.begin().unwrap();
+        s.put("n", n).unwrap();
+        s.end(true).unwrap();
+        s.commit().unwrap();
+        assert!(s.close_idle(), "a small log is kept");
+        let path = database_path(root, id);
+        assert!(wal_path(&path).exists());
+        path
+    }
+
+    /// The stored `n` of `id`, read through a new `ObjectStorage`.
+    fn stored_n(root: &Path, id: &ObjectId) -> Option<String> {
+        let mut s = ObjectStorage::open(root, id).unwrap();
+        s.begin().unwrap();
+        let n = s.get("n").unwrap();
+        s.end(true).unwrap();
+        s.commit().unwrap();
+        n
+    }
+
     #[test]
     fn a_first_page_lost_before_anything_counted_is_written_again() {
         let dir = tempfile::tempdir().unwrap();
@@ -1088,33 +1127,77 @@ mod tests {
         let path = database_path(dir.path(), &id);
         create_dirs(path.parent().unwrap()).unwrap();
         // What a power failure can leave of a new database whose first page
-        // never reached the disk: the file, empty or holding stale bytes.
-        for left in [Vec::new(), vec![0; 4096], b"stale".to_vec()] {
+        // and log never reached the disk: the file, empty or holding stale
+        // bytes, and no log or an empty one.
+        for (left, log) in [
+            (Vec::new(), None),
+            (vec![0; 4096], None),
+            (b"stale".to_vec(), None),
+            (vec![0; 4096], Some(Vec::new())),
+        ] {
             std::fs::write(&path, &left).unwrap();
-            let _ = std::fs::remove_file(wal_path(&path));
-            let mut s = ObjectStorage::open(dir.path(), &id).unwrap();
-            s.begin().unwrap();
-            assert_eq!(s.get("n").unwrap(), None);
-            s.put("n", "1").unwrap();
-            s.end(true).unwrap();
-            s.commit().unwrap();
-            drop(s);
-            let mut again = ObjectStorage::open(dir.path(), &id).unwrap();
-            again.begin().unwrap();
-            assert_eq!(again.get("n").unwrap().as_deref(), Some("1"));
-            again.end(true).unwrap();
-            again.commit().unwrap();
+            match log {
+                Some(log) => std::fs::write(wal_path(&path), log).unwrap(),
+                None => drop(std::fs::remove_file(wal_path(&path))),
+            }
+            assert_eq!(stored_n(dir.path(), &id), None);
+            commit_and_keep_log(dir.path(), &id, "1");
+            assert_eq!(stored_n(dir.path(), &id).as_deref(), Some("1"));
         }
-        // A database longer than one page is never emptied, whatever its
-        // first bytes: SQLite reports it as damaged.
+    }
+
+    #[test]
+    fn a_lost_first_page_is_read_from_the_log_that_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = ObjectId::new("COUNTER", "zeroed").unwrap();
+        let path = commit_and_keep_log(dir.path(), &id, "7");
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 4096);
+        // The page is gone from the file, not from the log: SQLite reads it
+        // from there, and nothing may be emptied.
+        std::fs::write(&path, vec![0; 4096]).unwrap();
+        assert_eq!(stored_n(dir.path(), &id).as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn a_damaged_database_longer_than_one_page_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = ObjectId::new("COUNTER", "damaged").unwrap();
+        let path = database_path(dir.path(), &id);
+        create_dirs(path.parent().unwrap()).unwrap();
         std::fs::write(&path, vec![0; 8192]).unwrap();
-        let _ = std::fs::remove_file(wal_path(&path));
         let err = ObjectStorage::open(dir.path(), &id)
             .err()
             .expect("a damaged database is refused")
             .to_string();
         assert!(err.contains(&path.display().to_string()), "{err}");
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 8192);
+    }
+
+    #[test]
+    fn a_database_that_cannot_be_set_up_keeps_its_log_out_of_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = ObjectId::new("COUNTER", "newer").unwrap();
+        let path = commit_and_keep_log(dir.path(), &id, "3");
+        // A newer build's schema version, committed into the log.
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+                .unwrap();
+            conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+                .unwrap();
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+                .unwrap();
+        }
+        let log = std::fs::metadata(wal_path(&path)).unwrap().len();
+        let err = ObjectStorage::open(dir.path(), &id)
+            .err()
+            .expect("a newer schema is refused")
+            .to_string();
+        assert!(err.contains("unsupported schema version"), "{err}");
+        // Closing the refused connection did not copy the log into the
+        // database (without syncs) and remove it.
+        assert_eq!(std::fs::metadata(wal_path(&path)).unwrap().len(), log);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 4096);
     }
 
     fn keys(entries: Vec<(String, String)>) -> Vec<String> {

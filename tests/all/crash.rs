@@ -128,10 +128,23 @@ fn completed_syncs(lines: &[&str]) -> Vec<(usize, String)> {
     done
 }
 
+/// The index of the last line of `lines` where a `pwrite64` to a file whose
+/// path matches went into the file.
+fn last_write(lines: &[&str], path: &dyn Fn(&str) -> bool) -> Option<usize> {
+    lines.iter().rposition(|line| {
+        line.split_once(' ')
+            .map(|(_, call)| call.trim_start())
+            .and_then(|call| call.strip_prefix("pwrite64("))
+            .and_then(|call| call.split_once('<'))
+            .and_then(|(_, rest)| rest.split_once('>'))
+            .is_some_and(|(file, _)| path(file))
+    })
+}
+
 /// The output of `strace -f -y` (syncs, writes, sends and `mkdir`s) of a
-/// server on a fresh storage directory that answered one RPC at `path`,
-/// which must answer `expected`.
-async fn trace_one_rpc(path: &str, expected: serde_json::Value) -> String {
+/// server on a fresh storage directory, started with `flags`, that answered
+/// one RPC at `path`, which must answer `expected`.
+async fn trace_one_rpc(path: &str, flags: &[&str], expected: serde_json::Value) -> String {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("trace");
     let mut command = Command::new("strace");
@@ -140,13 +153,14 @@ async fn trace_one_rpc(path: &str, expected: serde_json::Value) -> String {
             "-f",
             "-y",
             "-e",
-            "trace=fsync,fdatasync,write,writev,sendto,sendmsg,mkdir,mkdirat",
+            "trace=fsync,fdatasync,write,writev,pwrite64,sendto,sendmsg,mkdir,mkdirat",
         ])
         .arg("-o")
         .arg(&log)
         .arg(env!("CARGO_BIN_EXE_go-go-objects"))
         .arg("--storage")
-        .arg(dir.path().join("storage"));
+        .arg(dir.path().join("storage"))
+        .args(flags);
     let mut server = BinaryServer::start_command(command);
     let reply = post_json(&server.base, path, "[1]").await;
     assert_eq!(reply.result(), expected);
@@ -181,7 +195,7 @@ async fn a_new_objects_first_write_is_acknowledged_after_every_file_it_needs_is_
         eprintln!("skipped: strace cannot trace on this machine");
         return;
     }
-    let trace = trace_one_rpc("/rpc/COUNTER/first/increment", json!(1)).await;
+    let trace = trace_one_rpc("/rpc/COUNTER/first/increment", &[], json!(1)).await;
     let lines: Vec<&str> = trace.lines().collect();
     let acknowledged = response_line(&lines);
     let synced = completed_syncs(&lines[..acknowledged]);
@@ -189,15 +203,20 @@ async fn a_new_objects_first_write_is_acknowledged_after_every_file_it_needs_is_
         synced.iter().any(|(at, p)| *at > after && path(p))
     };
     // Without its first page on disk SQLite would delete the log, and the
-    // acknowledged write with it.
+    // acknowledged write with it; each file is synced after its last write.
+    let database = |p: &str| p.ends_with(".sqlite") && p.contains("/objects/");
+    let log = |p: &str| p.ends_with(".sqlite-wal") && p.contains("/objects/");
+    let first_page = last_write(&lines[..acknowledged], &database)
+        .unwrap_or_else(|| panic!("the first page is written:\n{trace}"));
     assert!(
-        synced_after(0, &|p| p.ends_with(".sqlite") && p.contains("/objects/")),
-        "the database file is synced before the response: {synced:?}"
+        synced_after(first_page, &database),
+        "the database file is synced after its first page, before the response: {synced:?}"
     );
+    let commit = last_write(&lines[..acknowledged], &log)
+        .unwrap_or_else(|| panic!("the log is written:\n{trace}"));
     assert!(
-        synced_after(0, &|p| p.ends_with(".sqlite-wal")
-            && p.contains("/objects/")),
-        "the write-ahead log is synced before the response: {synced:?}"
+        synced_after(commit, &log),
+        "the write-ahead log is synced after the commit, before the response: {synced:?}"
     );
     assert!(
         synced_after(0, &|p| p.contains("/objects/") && !p.contains(".sqlite")),
@@ -234,9 +253,15 @@ async fn a_new_object_that_only_reads_answers_without_syncing_its_database() {
         eprintln!("skipped: strace cannot trace on this machine");
         return;
     }
-    let trace = trace_one_rpc("/rpc/COUNTER/reader/value", json!(0)).await;
+    let trace = trace_one_rpc("/rpc/COUNTER/reader/value", &[], json!(0)).await;
     let lines: Vec<&str> = trace.lines().collect();
     let answered = response_line(&lines);
+    assert!(
+        last_write(&lines[..answered], &|p| p.ends_with(".sqlite")
+            && p.contains("/objects/"))
+        .is_some(),
+        "the reader's database was created, its first page written:\n{trace}"
+    );
     // Its database was created (the actor opens it as it starts), and its
     // first page and identity written, with nothing to acknowledge yet.
     let synced = completed_syncs(&lines[..answered]);
@@ -245,5 +270,37 @@ async fn a_new_object_that_only_reads_answers_without_syncing_its_database() {
             .iter()
             .any(|(_, p)| p.contains("/objects/") && p.contains(".sqlite")),
         "no database file or log of the reader is synced: {synced:?}"
+    );
+}
+
+#[tokio::test]
+async fn with_normal_durability_a_new_database_syncs_its_first_page_when_it_is_made() {
+    if !can_trace() {
+        eprintln!("skipped: strace cannot trace on this machine");
+        return;
+    }
+    let trace = trace_one_rpc(
+        "/rpc/COUNTER/normal/increment",
+        &["--durability", "normal"],
+        json!(1),
+    )
+    .await;
+    let lines: Vec<&str> = trace.lines().collect();
+    let answered = response_line(&lines);
+    let synced = completed_syncs(&lines[..answered]);
+    let database = |p: &str| p.ends_with(".sqlite") && p.contains("/objects/");
+    // Commits are not synced with `normal`, but a power failure must not take
+    // the first page (and with it every commit in the log).
+    let first_page = last_write(&lines[..answered], &database)
+        .unwrap_or_else(|| panic!("the first page is written:\n{trace}"));
+    assert!(
+        synced.iter().any(|(at, p)| *at > first_page && database(p)),
+        "the first page is synced: {synced:?}"
+    );
+    assert!(
+        !synced
+            .iter()
+            .any(|(_, p)| p.ends_with(".sqlite-wal") && p.contains("/objects/")),
+        "the log is not: {synced:?}"
     );
 }
