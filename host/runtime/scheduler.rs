@@ -107,7 +107,17 @@ impl Runtime {
 
         let policy = self.shared.config.alarms.retry;
         let report = match self.live_actor(&mut guard, id, class, context) {
-            Ok(actor) => actor.run_alarm(now_ms, &policy, context),
+            Ok(actor) => {
+                let report = actor.run_alarm(now_ms, &policy, context);
+                if report.is_err() {
+                    // Its storage failed partway, which may leave the
+                    // delivery's transaction open: discard the actor, so
+                    // that the transaction rolls back and the next delivery
+                    // starts from what is on disk.
+                    actor.poison();
+                }
+                report
+            }
             Err(start_error) => self.fail_without_actor(id, start_error, now_ms),
         };
         self.end_dispatch(&mut guard, id);

@@ -612,7 +612,8 @@ impl Actor {
     }
 
     /// Marks the actor as unusable: the runtime discards it after the
-    /// current dispatch (a sync of its commits failed).
+    /// current dispatch (a sync of its commits failed, or its storage failed
+    /// in the middle of an alarm delivery).
     pub(crate) fn poison(&mut self) {
         self.poisoned = true;
     }
