@@ -884,3 +884,36 @@ async fn a_shut_down_runtime_refuses_dispatches_and_creates_its_root_up_front() 
         refused.text
     );
 }
+
+/// Storage that fails in the middle of a delivery (here the database,
+/// closed while its actor idled, cannot be opened again) defers the alarm
+/// and discards the actor, whose transaction may have been left open; the
+/// next delivery starts from what is on disk.
+#[tokio::test]
+async fn a_delivery_whose_storage_fails_discards_its_actor() {
+    let clock = ManualClock::new(T0);
+    let server = ServerBuilder::new(fixture("reference/objects.js"))
+        .clock(&clock)
+        .config(|c| c.eviction.idle_release = Some(secs(10)))
+        .start()
+        .await;
+    server
+        .call("COUNTER", "broken", "scheduleAlarm", json!([T0 + 60_000]))
+        .await;
+    clock.advance(secs(61));
+    assert_eq!(server.runtime.release_idle().databases, 1);
+    assert_eq!(server.runtime.live_objects(), 1);
+
+    // Damage the closed database beyond what opening repairs.
+    let id = ObjectId::new("COUNTER", "broken").unwrap();
+    let path = storage::database_path(&server.storage_root, &id);
+    std::fs::write(&path, vec![0; 8192]).unwrap();
+    let _ = std::fs::remove_file(path.with_extension("sqlite-wal"));
+
+    assert_eq!(
+        server.runtime.run_due_alarms().await,
+        0,
+        "the delivery is deferred"
+    );
+    assert_eq!(server.runtime.live_objects(), 0, "the actor is discarded");
+}
