@@ -652,22 +652,35 @@ impl Runtime {
     /// Ends a dispatch: discards a poisoned actor, records the use, and
     /// keeps the open databases within their bound.
     fn end_dispatch(&self, guard: &mut SlotGuard, id: &ObjectId) {
-        let state = guard.state();
-        if state.gate.has_failed()
-            && let Some(actor) = state.actor.as_mut()
+        if !self.discard_if_doomed(guard, id)
+            && guard
+                .state()
+                .actor
+                .as_ref()
+                .is_some_and(Actor::database_is_open)
         {
-            // A sync of its log failed: what the log holds is in doubt.
-            actor.poison();
-        }
-        let actor = guard.state().actor.as_ref();
-        if actor.is_some_and(Actor::is_poisoned) {
-            guard.state().actor = None;
-            self.stopped(id, StopReason::Discarded);
-        } else if actor.is_some_and(Actor::database_is_open) {
             self.shared.registry.database_opened(guard);
         }
         guard.touch(self.shared.config.clock.now_ms());
         self.bound_open_databases();
+    }
+
+    /// Discards the object's actor if it may not be used again: it was
+    /// poisoned, or a sync of its log failed (what the log holds is in
+    /// doubt). Returns whether it did.
+    fn discard_if_doomed(&self, guard: &mut SlotGuard, id: &ObjectId) -> bool {
+        let state = guard.state();
+        if state.gate.has_failed()
+            && let Some(actor) = state.actor.as_mut()
+        {
+            actor.poison();
+        }
+        if !guard.state().actor.as_ref().is_some_and(Actor::is_poisoned) {
+            return false;
+        }
+        guard.state().actor = None;
+        self.stopped(id, StopReason::Discarded);
+        true
     }
 
     /// Tells the dispatches of a commit of `id` how it went once it is

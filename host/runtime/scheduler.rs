@@ -92,6 +92,9 @@ impl Runtime {
         // The alarm commits on its own: commit what waits before it.
         let answers = guard.state().commit_batch();
         self.answer(id, answers);
+        // That commit, or an earlier sync, may have failed: the alarm runs
+        // in a fresh actor then, not in one whose state is in doubt.
+        self.discard_if_doomed(&mut guard, id);
         let now_ms = self.shared.config.clock.now_ms();
         if guard.state().actor.is_none() {
             match self.peek_alarm(id, now_ms) {

@@ -242,7 +242,7 @@ impl ObjectStorage {
         let dir = path.parent().expect("database path has a parent");
         create_dirs(dir)
             .map_err(|e| StorageError::context(&format!("create `{}`", dir.display()), e))?;
-        let conn = connect(&path, id, durability, BUSY_TIMEOUT)?;
+        let (conn, _) = connect(&path, id, durability, BUSY_TIMEOUT)?;
         Ok(Self {
             conn: OnceCell::from(conn),
             counted: OnceCell::new(),
@@ -281,8 +281,12 @@ impl ObjectStorage {
                 .saturating_duration_since(Instant::now())
                 .min(BUSY_TIMEOUT)
         });
-        let conn = connect(&self.path, &self.id, self.durability, wait)?;
+        let (conn, wrote_first_page) = connect(&self.path, &self.id, self.durability, wait)?;
         self.directory_unsynced.set(true);
+        if wrote_first_page {
+            // The file was gone, or lost its page, while it was closed.
+            self.database_unsynced.set(true);
+        }
         if self.begin_pending.get() {
             conn.execute_batch("BEGIN; SAVEPOINT dispatch")
                 .map_err(|e| StorageError::context("begin a transaction", e))?;
@@ -833,13 +837,14 @@ pub(crate) fn create_dirs(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Opens (creating if needed) the database at `path`, which belongs to
-/// `id`, with its commits left unsynced (see [`LogSync`]).
+/// `id`, with its commits left unsynced (see [`LogSync`]); says whether it
+/// wrote the file's first page, unsynced with `Full`.
 fn connect(
     path: &Path,
     id: &ObjectId,
     durability: Durability,
     busy_timeout: Duration,
-) -> Result<Connection, StorageError> {
+) -> Result<(Connection, bool), StorageError> {
     let open = |e| StorageError::context(&format!("open `{}`", path.display()), e);
     // A missing file, or an empty one (a crash can leave a file created and
     // never written), gets its first page written below.
@@ -915,7 +920,7 @@ fn connect(
         .map_err(open)?;
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)
         .map_err(open)?;
-    Ok(conn)
+    Ok((conn, fresh))
 }
 
 /// The log size, in pages, past which a commit checkpoints it (SQLite's
@@ -1347,6 +1352,14 @@ mod tests {
         let reopened = commit(&mut s, true).unwrap();
         assert!(reopened.directory.is_some());
         assert_eq!(reopened.database, None, "the file is not new again");
+
+        // A file removed while it was closed is made again, and its new
+        // first page synced with the next commit.
+        assert!(s.close_idle());
+        std::fs::remove_file(&database).unwrap();
+        std::fs::remove_file(wal_path(&database)).unwrap();
+        let remade = commit(&mut s, true).unwrap();
+        assert_eq!(remade.database.as_deref(), Some(database.as_path()));
 
         // A log that is gone was checkpointed and synced: nothing to do.
         let gone = LogSync {

@@ -885,12 +885,13 @@ async fn a_shut_down_runtime_refuses_dispatches_and_creates_its_root_up_front() 
     );
 }
 
-/// Storage that fails in the middle of a delivery (here the database,
-/// closed while its actor idled, cannot be opened again) defers the alarm
-/// and discards the actor, whose transaction may have been left open; the
-/// next delivery starts from what is on disk.
+/// Storage that fails in the middle of a delivery, after the delivery wrote
+/// (here a trigger, added while the actor's database was closed, writes a
+/// row and then fails the alarm's deletion), leaves the delivery's
+/// transaction open: the actor is discarded, so that the transaction rolls
+/// back instead of going out with the next dispatch's commit.
 #[tokio::test]
-async fn a_delivery_whose_storage_fails_discards_its_actor() {
+async fn a_delivery_whose_storage_fails_after_writing_commits_none_of_it() {
     let clock = ManualClock::new(T0);
     let server = ServerBuilder::new(fixture("reference/objects.js"))
         .clock(&clock)
@@ -898,17 +899,25 @@ async fn a_delivery_whose_storage_fails_discards_its_actor() {
         .start()
         .await;
     server
-        .call("COUNTER", "broken", "scheduleAlarm", json!([T0 + 60_000]))
+        .call("COUNTER", "trigger", "scheduleAlarm", json!([T0 + 60_000]))
         .await;
     clock.advance(secs(61));
     assert_eq!(server.runtime.release_idle().databases, 1);
     assert_eq!(server.runtime.live_objects(), 1);
 
-    // Damage the closed database beyond what opening repairs.
-    let id = ObjectId::new("COUNTER", "broken").unwrap();
+    let id = ObjectId::new("COUNTER", "trigger").unwrap();
     let path = storage::database_path(&server.storage_root, &id);
-    std::fs::write(&path, vec![0; 8192]).unwrap();
-    let _ = std::fs::remove_file(path.with_extension("sqlite-wal"));
+    {
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.pragma_update(None, "locking_mode", "EXCLUSIVE").unwrap();
+        db.execute_batch(
+            "CREATE TRIGGER fail_alarm_deletion AFTER DELETE ON alarms BEGIN
+               INSERT INTO kv (key, value_json, updated_at_ms) VALUES ('count', '100', 0);
+               SELECT RAISE(FAIL, 'the disk is failing');
+             END;",
+        )
+        .unwrap();
+    }
 
     assert_eq!(
         server.runtime.run_due_alarms().await,
@@ -916,4 +925,11 @@ async fn a_delivery_whose_storage_fails_discards_its_actor() {
         "the delivery is deferred"
     );
     assert_eq!(server.runtime.live_objects(), 0, "the actor is discarded");
+    assert_eq!(
+        server
+            .call("COUNTER", "trigger", "increment", json!([1]))
+            .await,
+        json!(1),
+        "the failed delivery's write was rolled back"
+    );
 }
