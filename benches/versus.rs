@@ -340,6 +340,45 @@ async fn in_process(
     times[times.len() / 2]
 }
 
+/// In-process: the medians of `method(args)` on a warm object of each of
+/// two runtimes, called in turn (the order alternating), so that both see
+/// the same machine.
+async fn side_by_side(
+    first: &Runtime,
+    second: &Runtime,
+    method: &str,
+    args: serde_json::Value,
+    runs: usize,
+) -> (Duration, Duration) {
+    let id = ObjectId::new("COUNTER", "side-by-side").unwrap();
+    let args = args.as_array().cloned().unwrap_or_default();
+    let time = |runtime: &Runtime| {
+        let (id, args) = (id.clone(), args.clone());
+        let runtime = runtime.clone();
+        let method = method.to_string();
+        async move {
+            let started = Instant::now();
+            runtime.rpc(&id, &method, args).await.unwrap();
+            started.elapsed()
+        }
+    };
+    time(first).await;
+    time(second).await;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for round in 0..runs {
+        if round % 2 == 0 {
+            a.push(time(first).await);
+            b.push(time(second).await);
+        } else {
+            b.push(time(second).await);
+            a.push(time(first).await);
+        }
+    }
+    a.sort_unstable();
+    b.sort_unstable();
+    (a[a.len() / 2], b[b.len() / 2])
+}
+
 fn build_runtime(dir: &Path, metering: bool, starts: Arc<Mutex<Vec<Duration>>>) -> Runtime {
     Runtime::builder(Bundle::from_source("ours.js", OURS))
         .storage_root(dir)
@@ -396,20 +435,20 @@ fn main() {
     // In-process: metering's cost, cold starts, and compute beside native.
     let starts = Arc::new(Mutex::new(Vec::new()));
     let metered = build_runtime(&dir.path().join("metered"), true, starts.clone());
-    let (fib_metered, increment) = tokio.block_on(async {
-        let fib = in_process(&metered, "fib", json!([20]), 15).await;
+    let increment = tokio.block_on(async {
         let increment = in_process(&metered, "increment", json!([1]), 200).await;
         for i in 0..1000 {
             let id = ObjectId::new("COUNTER", &format!("start-{i}")).unwrap();
             metered.rpc(&id, "increment", vec![json!(1)]).await.unwrap();
         }
-        (fib, increment)
+        increment
     });
     let mut cold = starts.lock().unwrap().clone();
     cold.sort_unstable();
     let cold_p50 = cold[cold.len() / 2];
     let unmetered = build_runtime(&dir.path().join("unmetered"), false, Arc::default());
-    let fib_unmetered = tokio.block_on(in_process(&unmetered, "fib", json!([20]), 15));
+    let (fib_metered, fib_unmetered) =
+        tokio.block_on(side_by_side(&metered, &unmetered, "fib", json!([20]), 31));
     let fib25 = tokio.block_on(in_process(&metered, "fib", json!([25]), 5));
     let native = native_fib();
 
