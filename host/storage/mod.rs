@@ -1101,14 +1101,21 @@ mod tests {
         (dir, storage)
     }
 
+    /// Runs `work` in one dispatch's transaction on `s`, kept and committed
+    /// (synced).
+    fn in_dispatch<T>(s: &mut ObjectStorage, work: impl FnOnce(&ObjectStorage) -> T) -> T {
+        s.begin().unwrap();
+        let result = work(s);
+        s.end(true).unwrap();
+        s.commit().unwrap();
+        result
+    }
+
     /// Opens `id`'s database under `root`, stores `n`, commits (synced)
     /// and closes it leaving the log as it is; returns the database's path.
     fn commit_and_keep_log(root: &Path, id: &ObjectId, n: &str) -> PathBuf {
         let mut s = ObjectStorage::open(root, id).unwrap();
-        s.begin().unwrap();
-        s.put("n", n).unwrap();
-        s.end(true).unwrap();
-        s.commit().unwrap();
+        in_dispatch(&mut s, |s| s.put("n", n).unwrap());
         assert!(s.close_idle(), "a small log is kept");
         let path = database_path(root, id);
         assert!(wal_path(&path).exists());
@@ -1118,11 +1125,7 @@ mod tests {
     /// The stored `n` of `id`, read through a new `ObjectStorage`.
     fn stored_n(root: &Path, id: &ObjectId) -> Option<String> {
         let mut s = ObjectStorage::open(root, id).unwrap();
-        s.begin().unwrap();
-        let n = s.get("n").unwrap();
-        s.end(true).unwrap();
-        s.commit().unwrap();
-        n
+        in_dispatch(&mut s, |s| s.get("n").unwrap())
     }
 
     #[test]

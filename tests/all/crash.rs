@@ -143,8 +143,13 @@ fn last_write(lines: &[&str], path: &dyn Fn(&str) -> bool) -> Option<usize> {
 
 /// The output of `strace -f -y` (syncs, writes, sends and `mkdir`s) of a
 /// server on a fresh storage directory, started with `flags`, that answered
-/// one RPC at `path`, which must answer `expected`.
-async fn trace_one_rpc(path: &str, flags: &[&str], expected: serde_json::Value) -> String {
+/// one RPC at `path`, which must answer `expected`; `None` (the test is
+/// skipped) where strace cannot trace.
+async fn trace_one_rpc(path: &str, flags: &[&str], expected: serde_json::Value) -> Option<String> {
+    if !can_trace() {
+        eprintln!("skipped: strace cannot trace on this machine");
+        return None;
+    }
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("trace");
     let mut command = Command::new("strace");
@@ -178,7 +183,17 @@ async fn trace_one_rpc(path: &str, flags: &[&str], expected: serde_json::Value) 
             .success()
     );
     server.child.wait().unwrap();
-    std::fs::read_to_string(&log).unwrap()
+    Some(std::fs::read_to_string(&log).unwrap())
+}
+
+/// Whether `path` is an object's database file.
+fn is_object_database(path: &str) -> bool {
+    path.ends_with(".sqlite") && path.contains("/objects/")
+}
+
+/// Whether `path` is an object's write-ahead log.
+fn is_object_log(path: &str) -> bool {
+    path.ends_with(".sqlite-wal") && path.contains("/objects/")
 }
 
 /// The index of the line in `lines` where the response was sent.
@@ -191,11 +206,9 @@ fn response_line(lines: &[&str]) -> usize {
 
 #[tokio::test]
 async fn a_new_objects_first_write_is_acknowledged_after_every_file_it_needs_is_synced() {
-    if !can_trace() {
-        eprintln!("skipped: strace cannot trace on this machine");
+    let Some(trace) = trace_one_rpc("/rpc/COUNTER/first/increment", &[], json!(1)).await else {
         return;
-    }
-    let trace = trace_one_rpc("/rpc/COUNTER/first/increment", &[], json!(1)).await;
+    };
     let lines: Vec<&str> = trace.lines().collect();
     let acknowledged = response_line(&lines);
     let synced = completed_syncs(&lines[..acknowledged]);
@@ -204,18 +217,16 @@ async fn a_new_objects_first_write_is_acknowledged_after_every_file_it_needs_is_
     };
     // Without its first page on disk SQLite would delete the log, and the
     // acknowledged write with it; each file is synced after its last write.
-    let database = |p: &str| p.ends_with(".sqlite") && p.contains("/objects/");
-    let log = |p: &str| p.ends_with(".sqlite-wal") && p.contains("/objects/");
-    let first_page = last_write(&lines[..acknowledged], &database)
+    let first_page = last_write(&lines[..acknowledged], &is_object_database)
         .unwrap_or_else(|| panic!("the first page is written:\n{trace}"));
     assert!(
-        synced_after(first_page, &database),
+        synced_after(first_page, &is_object_database),
         "the database file is synced after its first page, before the response: {synced:?}"
     );
-    let commit = last_write(&lines[..acknowledged], &log)
+    let commit = last_write(&lines[..acknowledged], &is_object_log)
         .unwrap_or_else(|| panic!("the log is written:\n{trace}"));
     assert!(
-        synced_after(commit, &log),
+        synced_after(commit, &is_object_log),
         "the write-ahead log is synced after the commit, before the response: {synced:?}"
     );
     assert!(
@@ -249,17 +260,13 @@ async fn a_new_objects_first_write_is_acknowledged_after_every_file_it_needs_is_
 
 #[tokio::test]
 async fn a_new_object_that_only_reads_answers_without_syncing_its_database() {
-    if !can_trace() {
-        eprintln!("skipped: strace cannot trace on this machine");
+    let Some(trace) = trace_one_rpc("/rpc/COUNTER/reader/value", &[], json!(0)).await else {
         return;
-    }
-    let trace = trace_one_rpc("/rpc/COUNTER/reader/value", &[], json!(0)).await;
+    };
     let lines: Vec<&str> = trace.lines().collect();
     let answered = response_line(&lines);
     assert!(
-        last_write(&lines[..answered], &|p| p.ends_with(".sqlite")
-            && p.contains("/objects/"))
-        .is_some(),
+        last_write(&lines[..answered], &is_object_database).is_some(),
         "the reader's database was created, its first page written:\n{trace}"
     );
     // Its database was created (the actor opens it as it starts), and its
@@ -275,32 +282,30 @@ async fn a_new_object_that_only_reads_answers_without_syncing_its_database() {
 
 #[tokio::test]
 async fn with_normal_durability_a_new_database_syncs_its_first_page_when_it_is_made() {
-    if !can_trace() {
-        eprintln!("skipped: strace cannot trace on this machine");
-        return;
-    }
-    let trace = trace_one_rpc(
+    let Some(trace) = trace_one_rpc(
         "/rpc/COUNTER/normal/increment",
         &["--durability", "normal"],
         json!(1),
     )
-    .await;
+    .await
+    else {
+        return;
+    };
     let lines: Vec<&str> = trace.lines().collect();
     let answered = response_line(&lines);
     let synced = completed_syncs(&lines[..answered]);
-    let database = |p: &str| p.ends_with(".sqlite") && p.contains("/objects/");
     // Commits are not synced with `normal`, but a power failure must not take
     // the first page (and with it every commit in the log).
-    let first_page = last_write(&lines[..answered], &database)
+    let first_page = last_write(&lines[..answered], &is_object_database)
         .unwrap_or_else(|| panic!("the first page is written:\n{trace}"));
     assert!(
-        synced.iter().any(|(at, p)| *at > first_page && database(p)),
+        synced
+            .iter()
+            .any(|(at, p)| *at > first_page && is_object_database(p)),
         "the first page is synced: {synced:?}"
     );
     assert!(
-        !synced
-            .iter()
-            .any(|(_, p)| p.ends_with(".sqlite-wal") && p.contains("/objects/")),
+        !synced.iter().any(|(_, p)| is_object_log(p)),
         "the log is not: {synced:?}"
     );
 }
